@@ -1,0 +1,99 @@
+import { compressionGzip } from "@connectrpc/connect-node";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import type { ConnectRouter } from "@connectrpc/connect";
+import type { Logger } from "../common/logger.js";
+import { AdminService, file_spectra_v1_admin_service } from "../gen/spectra/v1/admin_service_pb.js";
+import { AgentService, file_spectra_v1_agent_service } from "../gen/spectra/v1/agent_service_pb.js";
+import { listen, type SpectraListener } from "./http/listener.js";
+import { createLegacyRoutes } from "./rest/legacy-routes.js";
+import { createAdminServiceImpl } from "./rpc/admin-service.js";
+import { createAgentServiceImpl } from "./rpc/agent-service.js";
+import { errorInterceptor } from "./rpc/errors.js";
+import { registerReflection } from "./rpc/reflection.js";
+import { createServices, type Services } from "./services.js";
+import type { Store } from "./store/store.js";
+
+/** Limits and timings of a running server. */
+export interface AppOptions {
+  host: string;
+  port: number;
+  tls?: { cert: Buffer; key: Buffer };
+  /** Legacy long poll: answer 204 after this long without a command. */
+  longPollMs: number;
+  /** Largest request body accepted (compressed, as sent). */
+  maxBodyBytes: number;
+  /** Largest body after gunzip (gzip bomb cap), also Connect's read limit. */
+  maxInflatedBytes: number;
+  commandTtlMs: number;
+  maxQueuedCommands: number;
+  clock?: () => number;
+}
+
+/** A running Spectra server. */
+export interface App {
+  services: Services;
+  listener: SpectraListener;
+  /** Graceful stop: stop accepting, end streams, finish writes, close the store. */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Composes services, Connect routes, legacy routes and the one-port listener over an opened store. */
+export async function startApp(store: Store, logger: Logger, opts: AppOptions): Promise<App> {
+  const services = createServices({
+    store,
+    logger,
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    commandOptions: {
+      maxQueued: opts.maxQueuedCommands,
+      ttlMs: opts.commandTtlMs,
+      expireEveryMs: Math.min(30_000, Math.max(1_000, opts.commandTtlMs / 4)),
+    },
+  });
+  const shutdown = new AbortController();
+  const legacy = createLegacyRoutes(services, {
+    longPollMs: opts.longPollMs,
+    maxBodyBytes: opts.maxBodyBytes,
+    maxInflatedBytes: opts.maxInflatedBytes,
+    shutdownSignal: shutdown.signal,
+  });
+  const handler = connectNodeAdapter({
+    routes: (router: ConnectRouter) => {
+      router.service(AgentService, createAgentServiceImpl(services));
+      router.service(AdminService, createAdminServiceImpl(services));
+      registerReflection(router, [file_spectra_v1_agent_service, file_spectra_v1_admin_service]);
+    },
+    fallback: legacy,
+    interceptors: [errorInterceptor(logger)],
+    acceptCompression: [compressionGzip],
+    readMaxBytes: opts.maxInflatedBytes,
+    writeMaxBytes: 64 * 1024 * 1024,
+    shutdownSignal: shutdown.signal,
+  });
+  services.commands.start();
+  const listener = await listen({
+    host: opts.host,
+    port: opts.port,
+    handler,
+    logger,
+    ...(opts.tls ? { tls: opts.tls } : {}),
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 0,
+    keepAliveTimeoutMs: 65_000,
+  });
+  logger.info({ url: listener.url }, "spectra server listening");
+  let closing: Promise<void> | undefined;
+  return {
+    services,
+    listener,
+    close(graceMs = 5_000) {
+      closing ??= (async () => {
+        shutdown.abort();
+        services.commands.stop();
+        await listener.close(graceMs);
+        await store.close();
+        logger.info("spectra server stopped");
+      })();
+      return closing;
+    },
+  };
+}

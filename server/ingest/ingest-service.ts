@@ -1,0 +1,77 @@
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "../../common/logger.js";
+import type { CollectorStatus, MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import { InvalidInputError } from "../errors.js";
+import type { Store } from "../store/store.js";
+import { typeForCase } from "./payload-types.js";
+import { checkHostname } from "../agents/hostname.js";
+
+/** Largest number of envelopes accepted in one batch. */
+export const MAX_ENVELOPES_PER_BATCH = 10_000;
+
+/** One batch as it arrives, through Connect or the legacy REST API. */
+export interface IngestInput {
+  hostname: string;
+  /** Empty for legacy REST (no replay protection there). */
+  sessionId: string;
+  sequence: bigint;
+  envelopes: MetricEnvelope[];
+  collectorStatus: CollectorStatus[];
+}
+
+/** What was done with a batch. */
+export interface IngestResult {
+  duplicate: boolean;
+  stored: number;
+  /** Envelopes without a known payload (unknown types), dropped as the original server did. */
+  ignored: number;
+}
+
+/** The one write path for metrics, whichever door they came in by. */
+export interface IngestService {
+  /** Validates and stores a batch; resolves only after it is committed. Throws InvalidInputError. */
+  ingest(input: IngestInput): Promise<IngestResult>;
+}
+
+/** Creates the ingest service. */
+export function createIngestService(deps: { store: Store; logger: Logger; clock: () => number }): IngestService {
+  const { store, logger, clock } = deps;
+  return {
+    async ingest(input) {
+      checkHostname(input.hostname);
+      if (input.envelopes.length > MAX_ENVELOPES_PER_BATCH) {
+        throw new InvalidInputError(`batch holds ${input.envelopes.length} envelopes; at most ${MAX_ENVELOPES_PER_BATCH}`);
+      }
+      const now = clock();
+      const kept: MetricEnvelope[] = [];
+      let ignored = 0;
+      input.envelopes.forEach((env, i) => {
+        if (env.hostname !== "" && env.hostname !== input.hostname) {
+          throw new InvalidInputError(`envelope ${i}: hostname "${env.hostname}" differs from the batch's "${input.hostname}"`);
+        }
+        if (env.payload.case === undefined) {
+          ignored++;
+          return;
+        }
+        const type = typeForCase(env.payload.case);
+        if (env.type !== "" && env.type !== type && !(env.type === "updates" && type === "update_status")) {
+          throw new InvalidInputError(`envelope ${i}: type "${env.type}" does not match its payload "${type}"`);
+        }
+        env.type = type;
+        env.hostname = input.hostname;
+        env.timestamp ??= timestampFromMs(now);
+        kept.push(env);
+      });
+      if (ignored > 0) logger.info({ agent: input.hostname, ignored }, "ignored envelopes of unknown metric types");
+      const r = await store.writeBatch({
+        hostname: input.hostname,
+        sessionId: input.sessionId,
+        sequence: input.sequence,
+        envelopes: kept,
+        collectorStatus: input.collectorStatus,
+        receivedAtMs: now,
+      });
+      return { ...r, ignored };
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import { create } from "@bufbuild/protobuf";
+import type { ServiceImpl } from "@connectrpc/connect";
+import {
+  AdminService,
+  GetCommandResponseSchema,
+  ListAgentsResponseSchema,
+  TriggerDiskResponseSchema,
+  TriggerListMountsResponseSchema,
+  TriggerLogsResponseSchema,
+  TriggerNetworkResponseSchema,
+  WatchCommandResponseSchema,
+} from "../../gen/spectra/v1/admin_service_pb.js";
+import {
+  DiskUsageParamsSchema,
+  FetchLogsParamsSchema,
+  ListMountsParamsSchema,
+  NetworkDiagParamsSchema,
+} from "../../gen/spectra/v1/diagnostics_pb.js";
+import { checkHostname } from "../agents/hostname.js";
+import { toCommandInfo } from "../commands/command-queue.js";
+import type { CommandParams } from "../commands/command-params.js";
+import type { Services } from "../services.js";
+
+/** AdminService over the shared services. */
+export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminService> {
+  const trigger = async (hostname: string, params: CommandParams) => {
+    checkHostname(hostname);
+    return toCommandInfo(await s.commands.enqueue(hostname, params));
+  };
+  return {
+    async triggerLogs(req) {
+      const value = req.params ?? create(FetchLogsParamsSchema);
+      return create(TriggerLogsResponseSchema, { command: await trigger(req.hostname, { case: "fetchLogs", value }) });
+    },
+    async triggerDisk(req) {
+      const value = req.params ?? create(DiskUsageParamsSchema);
+      return create(TriggerDiskResponseSchema, { command: await trigger(req.hostname, { case: "diskUsage", value }) });
+    },
+    async triggerNetwork(req) {
+      const value = req.params ?? create(NetworkDiagParamsSchema);
+      return create(TriggerNetworkResponseSchema, { command: await trigger(req.hostname, { case: "networkDiag", value }) });
+    },
+    async triggerListMounts(req) {
+      const value = create(ListMountsParamsSchema);
+      return create(TriggerListMountsResponseSchema, {
+        command: await trigger(req.hostname, { case: "listMounts", value }),
+      });
+    },
+    async listAgents() {
+      return create(ListAgentsResponseSchema, { agents: await s.agents.list() });
+    },
+    async getCommand(req) {
+      return create(GetCommandResponseSchema, { command: toCommandInfo(await s.commands.get(req.commandId)) });
+    },
+    async *watchCommand(req, ctx) {
+      for await (const rec of s.commands.watch(req.commandId, ctx.signal)) {
+        yield create(WatchCommandResponseSchema, { command: toCommandInfo(rec) });
+      }
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "../../common/logger.js";
+import { AgentNotRegisteredError, InvalidInputError, NotFoundError, QueueFullError } from "../errors.js";
+
+/**
+ * Maps a service error to a ConnectError with a deliberate code. Domain errors keep their message; anything
+ * unexpected is logged with its cause and answered as Internal without leaking internals.
+ */
+export function toConnectError(err: unknown, logger: Logger, rpc: string): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof InvalidInputError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
+  if (err instanceof AgentNotRegisteredError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
+  if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
+  if (err instanceof QueueFullError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
+  logger.error({ err, rpc }, "rpc failed");
+  return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+/** One interceptor that turns every handler error (unary or mid-stream) into a ConnectError via toConnectError. */
+export function errorInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const rpc = `${req.service.typeName}/${req.method.name}`;
+    try {
+      const res = await next(req);
+      if (!res.stream) return res;
+      const inner = res.message;
+      return {
+        ...res,
+        message: (async function* () {
+          try {
+            yield* inner;
+          } catch (err) {
+            throw toConnectError(err, logger, rpc);
+          }
+        })(),
+      };
+    } catch (err) {
+      throw toConnectError(err, logger, rpc);
+    }
+  };
+}

@@ -1,0 +1,32 @@
+import type { Logger } from "../common/logger.js";
+import { createAgentRegistry, type AgentRegistry } from "./agents/agent-registry.js";
+import { createCommandQueue, type CommandQueue, type CommandQueueOptions } from "./commands/command-queue.js";
+import { createIngestService, type IngestService } from "./ingest/ingest-service.js";
+import type { Store } from "./store/store.js";
+
+/** The one set of services the RPC and REST layers sit on. */
+export interface Services {
+  store: Store;
+  ingest: IngestService;
+  agents: AgentRegistry;
+  commands: CommandQueue;
+  clock: () => number;
+  logger: Logger;
+}
+
+/** Builds the services over a store. */
+export function createServices(deps: {
+  store: Store;
+  logger: Logger;
+  clock?: () => number;
+  commandOptions: CommandQueueOptions;
+}): Services {
+  const clock = deps.clock ?? Date.now;
+  const base = { store: deps.store, logger: deps.logger, clock };
+  return {
+    ...base,
+    ingest: createIngestService(base),
+    agents: createAgentRegistry(base),
+    commands: createCommandQueue({ ...base, options: deps.commandOptions }),
+  };
+}

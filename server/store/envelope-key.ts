@@ -1,0 +1,28 @@
+import type { MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+
+/**
+ * The series key of an envelope inside its type: what tells two samples of one type and host apart
+ * (a mount, a block device, an interface, a sensor). Host-wide types have the key "".
+ */
+export function envelopeKey(env: MetricEnvelope): string {
+  const p = env.payload;
+  switch (p.case) {
+    case "disk":
+      return p.value.mountpoint;
+    case "diskIo":
+      return p.value.device;
+    case "network":
+    case "wifi":
+      return p.value.interface;
+    case "temperature":
+      return p.value.sensor;
+    case "process":
+      return String(p.value.pid);
+    case "service":
+      return p.value.name;
+    case "container":
+      return `${p.value.source}/${p.value.id}`;
+    default:
+      return "";
+  }
+}

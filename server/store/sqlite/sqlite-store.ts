@@ -1,0 +1,333 @@
+import Database from "better-sqlite3";
+import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { HostInfoSchema, type HostInfo } from "../../../gen/spectra/v1/agent_service_pb.js";
+import {
+  CommandOutcomeSchema,
+  CommandSchema,
+  CommandState,
+  type Command,
+  type CommandOutcome,
+} from "../../../gen/spectra/v1/diagnostics_pb.js";
+import { CollectorStatusSchema, MetricEnvelopeSchema, type CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
+import { envelopeKey } from "../envelope-key.js";
+import { QueueFullError } from "../../errors.js";
+import {
+  type AgentRecord,
+  type BatchWrite,
+  type BatchWriteResult,
+  type CommandRecord,
+  type Store,
+  type StoredEnvelope,
+} from "../store.js";
+import { sqliteMigrations } from "./migrations.js";
+
+interface Pending {
+  batch: BatchWrite;
+  resolve: (r: BatchWriteResult) => void;
+  reject: (e: unknown) => void;
+}
+
+interface EnvelopeRow {
+  hostname: string;
+  type: string;
+  key: string;
+  ts_ms: number;
+  payload: Buffer;
+}
+interface AgentRow {
+  hostname: string;
+  host_info: Buffer;
+  collectors: string;
+  registered_ms: number;
+  last_seen_ms: number;
+  collector_status: string | null;
+}
+interface CommandRow {
+  id: string;
+  hostname: string;
+  state: number;
+  command: Buffer;
+  created_ms: number;
+  delivered_ms: number | null;
+  finished_ms: number | null;
+  outcome: Buffer | null;
+}
+
+const OPEN_STATES = [CommandState.QUEUED, CommandState.DELIVERED];
+
+/**
+ * Opens (creating and migrating) the SQLite store at `path` (":memory:" for tests).
+ * WAL with synchronous=FULL: a resolved write survives a crash or power loss. Concurrent batch writes are grouped
+ * into one transaction per event-loop turn (group commit), so many agents cost one fsync, not one each.
+ */
+export function openSqliteStore(path: string): Store {
+  if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  const db = new Database(path);
+  db.pragma("journal_mode = WAL");
+  db.pragma("synchronous = FULL");
+  db.pragma("busy_timeout = 5000");
+  migrate(db);
+  return new SqliteStore(db);
+}
+
+function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  if (current > sqliteMigrations.length) {
+    throw new Error(`database schema version ${current} is newer than this server (${sqliteMigrations.length})`);
+  }
+  for (let v = current; v < sqliteMigrations.length; v++) {
+    db.transaction(() => {
+      db.exec(sqliteMigrations[v]!);
+      db.pragma(`user_version = ${v + 1}`);
+    })();
+  }
+}
+
+function statusToJson(list: CollectorStatus[]): string {
+  return JSON.stringify(list.map((s) => toJson(CollectorStatusSchema, s)));
+}
+
+function statusFromJson(text: string | null): CollectorStatus[] {
+  if (!text) return [];
+  return (JSON.parse(text) as JsonValue[]).map((j) => fromJson(CollectorStatusSchema, j));
+}
+
+class SqliteStore implements Store {
+  private pending: Pending[] = [];
+  private flushScheduled = false;
+  private closed = false;
+  private readonly stmt;
+  private readonly writeGroup;
+
+  constructor(private readonly db: Database.Database) {
+    this.stmt = {
+      insertBatchKey: db.prepare(
+        "INSERT OR IGNORE INTO metric_batches (hostname, session_id, sequence, received_ms) VALUES (?, ?, ?, ?)",
+      ),
+      insertEnvelope: db.prepare(
+        "INSERT INTO envelopes (hostname, type, key, ts_ms, received_ms, payload) VALUES (?, ?, ?, ?, ?, ?)",
+      ),
+      upsertLatest: db.prepare(
+        `INSERT INTO latest (hostname, type, key, ts_ms, payload) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (hostname, type, key) DO UPDATE SET ts_ms = excluded.ts_ms, payload = excluded.payload
+         WHERE excluded.ts_ms >= latest.ts_ms`,
+      ),
+      touchAgent: db.prepare("UPDATE agents SET last_seen_ms = max(last_seen_ms, ?) WHERE hostname = ?"),
+      touchAgentStatus: db.prepare(
+        "UPDATE agents SET last_seen_ms = max(last_seen_ms, ?), collector_status = ? WHERE hostname = ?",
+      ),
+      getAgent: db.prepare("SELECT * FROM agents WHERE hostname = ?"),
+      listAgents: db.prepare("SELECT * FROM agents ORDER BY hostname"),
+      upsertAgent: db.prepare(
+        `INSERT INTO agents (hostname, host_info, collectors, registered_ms, last_seen_ms) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (hostname) DO UPDATE SET host_info = excluded.host_info, collectors = excluded.collectors,
+           last_seen_ms = max(agents.last_seen_ms, excluded.last_seen_ms)`,
+      ),
+      countQueued: db.prepare("SELECT count(*) AS n FROM commands WHERE hostname = ? AND state = ?"),
+      countOpen: db.prepare("SELECT count(*) AS n FROM commands WHERE hostname = ? AND state IN (?, ?)"),
+      insertCommand: db.prepare(
+        "INSERT INTO commands (id, hostname, state, command, created_ms) VALUES (?, ?, ?, ?, ?)",
+      ),
+      oldestQueued: db.prepare(
+        "SELECT * FROM commands WHERE hostname = ? AND state = ? ORDER BY created_ms, rowid LIMIT 1",
+      ),
+      markDelivered: db.prepare("UPDATE commands SET state = ?, delivered_ms = ? WHERE id = ?"),
+      getCommand: db.prepare("SELECT * FROM commands WHERE id = ?"),
+      finishCommand: db.prepare("UPDATE commands SET state = ?, outcome = ?, finished_ms = ? WHERE id = ?"),
+      expirable: db.prepare("SELECT id FROM commands WHERE state IN (?, ?) AND created_ms < ?"),
+      expire: db.prepare("UPDATE commands SET state = ?, finished_ms = ? WHERE id = ?"),
+    };
+    this.writeGroup = db.transaction((group: Pending[]) => group.map((p) => this.writeOne(p.batch)));
+  }
+
+  writeBatch(batch: BatchWrite): Promise<BatchWriteResult> {
+    if (this.closed) return Promise.reject(new Error("store is closed"));
+    return new Promise((resolve, reject) => {
+      this.pending.push({ batch, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const group = this.pending;
+    this.pending = [];
+    if (group.length === 0) return;
+    let results: BatchWriteResult[];
+    try {
+      results = this.writeGroup(group);
+    } catch (err) {
+      for (const p of group) p.reject(err);
+      return;
+    }
+    group.forEach((p, i) => p.resolve(results[i]!));
+  }
+
+  private writeOne(b: BatchWrite): BatchWriteResult {
+    if (b.sessionId !== "") {
+      const r = this.stmt.insertBatchKey.run(b.hostname, b.sessionId, b.sequence, b.receivedAtMs);
+      if (r.changes === 0) return { duplicate: true, stored: 0 };
+    }
+    for (const env of b.envelopes) {
+      const ts = env.timestamp ? Number(env.timestamp.seconds) * 1000 + Math.floor(env.timestamp.nanos / 1e6) : b.receivedAtMs;
+      const key = envelopeKey(env);
+      const bytes = toBinary(MetricEnvelopeSchema, env);
+      this.stmt.insertEnvelope.run(b.hostname, env.type, key, ts, b.receivedAtMs, bytes);
+      this.stmt.upsertLatest.run(b.hostname, env.type, key, ts, bytes);
+    }
+    if (b.collectorStatus.length > 0) {
+      this.stmt.touchAgentStatus.run(b.receivedAtMs, statusToJson(b.collectorStatus), b.hostname);
+    } else {
+      this.stmt.touchAgent.run(b.receivedAtMs, b.hostname);
+    }
+    return { duplicate: false, stored: b.envelopes.length };
+  }
+
+  async listEnvelopes(q: { hostname: string; type?: string; sinceMs?: number; limit: number }): Promise<StoredEnvelope[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT hostname, type, key, ts_ms, payload FROM envelopes
+         WHERE hostname = ? AND (? IS NULL OR type = ?) AND ts_ms >= ? ORDER BY ts_ms, id LIMIT ?`,
+      )
+      .all(q.hostname, q.type ?? null, q.type ?? null, q.sinceMs ?? 0, q.limit) as EnvelopeRow[];
+    return rows.map(toStoredEnvelope);
+  }
+
+  async latest(hostname: string): Promise<StoredEnvelope[]> {
+    const rows = this.db
+      .prepare("SELECT hostname, type, key, ts_ms, payload FROM latest WHERE hostname = ? ORDER BY type, key")
+      .all(hostname) as EnvelopeRow[];
+    return rows.map(toStoredEnvelope);
+  }
+
+  async countEnvelopes(hostname?: string): Promise<number> {
+    const row = (hostname === undefined
+      ? this.db.prepare("SELECT count(*) AS n FROM envelopes").get()
+      : this.db.prepare("SELECT count(*) AS n FROM envelopes WHERE hostname = ?").get(hostname)) as { n: number };
+    return row.n;
+  }
+
+  async upsertAgent(host: HostInfo, collectors: string[], atMs: number): Promise<void> {
+    this.stmt.upsertAgent.run(host.hostname, toBinary(HostInfoSchema, host), JSON.stringify(collectors), atMs, atMs);
+  }
+
+  async touchAgent(hostname: string, atMs: number, collectorStatus?: CollectorStatus[]): Promise<void> {
+    if (collectorStatus && collectorStatus.length > 0) {
+      this.stmt.touchAgentStatus.run(atMs, statusToJson(collectorStatus), hostname);
+    } else {
+      this.stmt.touchAgent.run(atMs, hostname);
+    }
+  }
+
+  async getAgent(hostname: string): Promise<AgentRecord | undefined> {
+    const row = this.stmt.getAgent.get(hostname) as AgentRow | undefined;
+    return row && toAgentRecord(row);
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return (this.stmt.listAgents.all() as AgentRow[]).map(toAgentRecord);
+  }
+
+  async enqueueCommand(rec: { command: Command; hostname: string; createdAtMs: number }, maxQueued: number): Promise<void> {
+    this.db.transaction(() => {
+      const { n } = this.stmt.countQueued.get(rec.hostname, CommandState.QUEUED) as { n: number };
+      if (n >= maxQueued) throw new QueueFullError(rec.hostname, maxQueued);
+      this.stmt.insertCommand.run(
+        rec.command.id,
+        rec.hostname,
+        CommandState.QUEUED,
+        toBinary(CommandSchema, rec.command),
+        rec.createdAtMs,
+      );
+    })();
+  }
+
+  async claimNextCommand(hostname: string, atMs: number): Promise<CommandRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = this.stmt.oldestQueued.get(hostname, CommandState.QUEUED) as CommandRow | undefined;
+      if (!row) return undefined;
+      this.stmt.markDelivered.run(CommandState.DELIVERED, atMs, row.id);
+      return toCommandRecord({ ...row, state: CommandState.DELIVERED, delivered_ms: atMs });
+    })();
+  }
+
+  async finishCommand(
+    id: string,
+    hostname: string,
+    state: CommandState,
+    outcome: CommandOutcome | undefined,
+    atMs: number,
+  ): Promise<CommandRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = this.stmt.getCommand.get(id) as CommandRow | undefined;
+      if (!row || row.hostname !== hostname) return undefined;
+      // A finished command keeps its first result: an agent retrying a result must not overwrite it.
+      if (row.state === CommandState.COMPLETED || row.state === CommandState.FAILED) return toCommandRecord(row);
+      const bytes = outcome ? Buffer.from(toBinary(CommandOutcomeSchema, outcome)) : null;
+      this.stmt.finishCommand.run(state, bytes, atMs, id);
+      return toCommandRecord({ ...row, state, outcome: bytes, finished_ms: atMs });
+    })();
+  }
+
+  async getCommand(id: string): Promise<CommandRecord | undefined> {
+    const row = this.stmt.getCommand.get(id) as CommandRow | undefined;
+    return row && toCommandRecord(row);
+  }
+
+  async countPendingCommands(hostname: string): Promise<number> {
+    return (this.stmt.countOpen.get(hostname, OPEN_STATES[0], OPEN_STATES[1]) as { n: number }).n;
+  }
+
+  async expireCommands(beforeMs: number, atMs: number): Promise<string[]> {
+    return this.db.transaction(() => {
+      const ids = (this.stmt.expirable.all(OPEN_STATES[0], OPEN_STATES[1], beforeMs) as { id: string }[]).map((r) => r.id);
+      for (const id of ids) this.stmt.expire.run(CommandState.EXPIRED, atMs, id);
+      return ids;
+    })();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.db.close();
+  }
+}
+
+function toStoredEnvelope(r: EnvelopeRow): StoredEnvelope {
+  return {
+    hostname: r.hostname,
+    type: r.type,
+    key: r.key,
+    timestampMs: r.ts_ms,
+    envelope: fromBinary(MetricEnvelopeSchema, r.payload),
+  };
+}
+
+function toAgentRecord(r: AgentRow): AgentRecord {
+  return {
+    host: fromBinary(HostInfoSchema, r.host_info),
+    collectors: JSON.parse(r.collectors) as string[],
+    registeredAtMs: r.registered_ms,
+    lastSeenMs: r.last_seen_ms,
+    collectorStatus: statusFromJson(r.collector_status),
+  };
+}
+
+function toCommandRecord(r: CommandRow): CommandRecord {
+  const rec: CommandRecord = {
+    command: fromBinary(CommandSchema, r.command),
+    hostname: r.hostname,
+    state: r.state as CommandState,
+    createdAtMs: r.created_ms,
+  };
+  if (r.delivered_ms !== null) rec.deliveredAtMs = r.delivered_ms;
+  if (r.finished_ms !== null) rec.finishedAtMs = r.finished_ms;
+  if (r.outcome !== null) rec.outcome = fromBinary(CommandOutcomeSchema, r.outcome);
+  return rec;
+}

@@ -1,0 +1,21 @@
+import { create } from "@bufbuild/protobuf";
+import { silentLogger } from "../../common/logger.js";
+import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
+import { createServices, type Services } from "../services.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+
+/** Services over a real in-memory SQLite store, for tests; `register` adds a known agent. */
+export function testServices(opts: { ttlMs?: number; clock?: () => number } = {}): Services & {
+  register(hostname: string): Promise<void>;
+} {
+  const s = createServices({
+    store: openSqliteStore(":memory:"),
+    logger: silentLogger(),
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    commandOptions: { maxQueued: 10, ttlMs: opts.ttlMs ?? 3_600_000, expireEveryMs: 60_000 },
+  });
+  return {
+    ...s,
+    register: (hostname) => s.agents.register(create(HostInfoSchema, { hostname, os: "linux" }), ["cpu"]),
+  };
+}
