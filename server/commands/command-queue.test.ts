@@ -4,14 +4,15 @@ import {
   CommandOutcomeSchema,
   CommandState,
   CommandType,
+  ListMountsParamsSchema,
   LogLevel,
   NetworkAction,
 } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { AgentNotRegisteredError, InvalidInputError, NotFoundError, QueueFullError } from "../errors.js";
 import { testServices } from "../testing/services.js";
-import { normalizePath } from "./command-params.js";
+import { normalizePath, type CommandParams } from "./command-params.js";
 
-const mounts = { case: "listMounts", value: {} } as const;
+const mounts: CommandParams = { case: "listMounts", value: create(ListMountsParamsSchema) };
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanup) await c();

@@ -1,0 +1,232 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+import type { Logger } from "../../common/logger.js";
+
+/** One request handler for every protocol (typically a `connectNodeAdapter` handler). */
+export type RequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+/** Options for {@link listen}. */
+export interface ListenOptions {
+  host: string;
+  /** 0 picks a free port; read the result from {@link SpectraListener.port}. */
+  port: number;
+  handler: RequestHandler;
+  logger: Logger;
+  /** When set, the port speaks TLS only and negotiates h2 or http/1.1 by ALPN; otherwise cleartext h1 + h2c. */
+  tls?: { cert: Buffer; key: Buffer };
+  /** HTTP/1.1: time to receive the request headers (slowloris protection); default 30 s. */
+  headersTimeoutMs?: number;
+  /**
+   * HTTP/1.1: time to receive the whole request (headers and body, not the response); 0 = none.
+   * Default 300 s. Long polls and server streams are not affected once their request body is in.
+   */
+  requestTimeoutMs?: number;
+  /** HTTP/1.1: how long an idle keep-alive connection is kept; default 5 s. */
+  keepAliveTimeoutMs?: number;
+  /** Connections beyond this are dropped at accept; default unlimited. */
+  maxConnections?: number;
+  /** A new connection must send its first bytes (cleartext) or finish the TLS handshake within this; default 10 s. */
+  peekTimeoutMs?: number;
+}
+
+/** A listening server; see {@link listen}. */
+export interface SpectraListener {
+  readonly port: number;
+  readonly host: string;
+  /** `http://host:port` or `https://host:port` (IPv6 hosts in brackets). */
+  readonly url: string;
+  /**
+   * Stops accepting, sends GOAWAY to h2 sessions, closes idle HTTP/1.1 connections, waits up to `graceMs`
+   * (default 5 s) for in-flight requests and streams, then destroys what is left. Resolves once every
+   * connection is closed. Calling it again returns the same promise.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+/** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+/** The HTTP/1.1 bits of Node's http2 secure server with `allowHTTP1`, missing from @types/node. */
+type Http1Part = Pick<http.Server, "closeIdleConnections">;
+
+/**
+ * Serves `opts.handler` on one TCP port. Cleartext: HTTP/1.1 and h2c with prior knowledge, told apart by
+ * peeking at the first bytes of each connection (Node's `allowHTTP1` only works with TLS). With `opts.tls`:
+ * TLS with ALPN h2 + http/1.1. HTTP/2 streams never time out (command streams live for hours); HTTP/1.1
+ * keeps header/request timeouts. Errors on single connections are logged at debug level and never thrown.
+ */
+export async function listen(opts: ListenOptions): Promise<SpectraListener> {
+  const log = opts.logger.child({ component: "http" });
+  const requestTimeout = opts.requestTimeoutMs ?? 300_000;
+  // Node refuses headersTimeout > requestTimeout when both are on.
+  const headersTimeout = Math.min(opts.headersTimeoutMs ?? 30_000, requestTimeout || Infinity);
+  const h1Timeouts = {
+    headersTimeout,
+    requestTimeout,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
+    // Node checks header/request timeouts on this interval, so it bounds how late they fire.
+    connectionsCheckingInterval: Math.max(100, Math.min(30_000, Math.floor(headersTimeout / 4))),
+  };
+  const peekTimeout = opts.peekTimeoutMs ?? 10_000;
+
+  let closing = false;
+  const sockets = new Set<net.Socket>(); // every accepted TCP socket, for the forced end of close()
+  const peeking = new Set<net.Socket>(); // cleartext sockets not yet routed to h1 or h2
+  const sessions = new Set<http2.ServerHttp2Session>();
+
+  const onRequest: RequestHandler = (req, res) => {
+    if (!(res instanceof http2.Http2ServerResponse)) {
+      // While closing, HTTP/1.1 responses end their connection (h2 got GOAWAY instead).
+      if (closing) res.setHeader("connection", "close");
+      // A response that was under way when close() began leaves an idle keep-alive connection behind.
+      res.once("close", () => {
+        if (closing) setImmediate(() => h1Part.closeIdleConnections());
+      });
+    }
+    try {
+      opts.handler(req, res);
+    } catch (err) {
+      // A throwing handler must not take the process down with it (it runs inside a socket event).
+      log.error({ err }, "request handler threw");
+      if (!res.headersSent) {
+        res.statusCode = 500;
+        res.end();
+      } else res.destroy();
+    }
+  };
+
+  const trackSession = (session: http2.ServerHttp2Session): void => {
+    sessions.add(session);
+    session.on("error", (err) => log.debug({ err }, "h2 session error"));
+    session.once("close", () => sessions.delete(session));
+    if (closing) session.close(); // a TLS handshake that finished after close() began
+  };
+
+  let route: (socket: net.Socket) => void;
+  let h1Part: Http1Part;
+  let stopServers: () => void;
+  if (opts.tls) {
+    const secure = http2.createSecureServer(
+      { allowHTTP1: true, cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: peekTimeout },
+      onRequest,
+    );
+    // The http/1.1 side reads these like an http.Server does (Node leaves keepAliveTimeout unset: never idle out).
+    Object.assign(secure, h1Timeouts);
+    secure.on("session", trackSession);
+    secure.on("secureConnection", (tlsSocket) => {
+      tlsSocket.on("error", (err: Error) => log.debug({ err }, "tls socket error"));
+      log.debug({ remote: tlsSocket.remoteAddress, alpn: tlsSocket.alpnProtocol }, "tls connection");
+    });
+    secure.on("tlsClientError", (err) => log.debug({ err }, "tls handshake failed"));
+    // Sockets are injected, so the server never "listens" by itself; this event starts Node's h1 timeout checks.
+    secure.emit("listening");
+    route = (socket) => secure.emit("connection", socket);
+    h1Part = secure as unknown as Http1Part;
+    stopServers = () => secure.close(); // closes idle h1 connections and stops the timeout checks
+  } else {
+    const h1 = http.createServer(h1Timeouts, onRequest);
+    const h2 = http2.createServer({}, onRequest);
+    h2.on("session", trackSession);
+    h1.emit("listening"); // as above: without it headersTimeout/requestTimeout and idle closing stay off
+    route = (socket) => peek(socket, h1, h2);
+    h1Part = h1;
+    stopServers = () => h1.close();
+  }
+
+  /** Reads until the bytes either diverge from the h2 preface (HTTP/1.1) or contain all of it (h2c). */
+  const peek = (socket: net.Socket, h1: http.Server, h2: http2.Http2Server): void => {
+    peeking.add(socket);
+    let seen: Buffer = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      log.debug({ remote: socket.remoteAddress }, "silent connection dropped");
+      socket.destroy();
+    }, peekTimeout);
+    const stop = (): void => {
+      clearTimeout(timer);
+      peeking.delete(socket);
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+    };
+    const onEnd = (): void => {
+      stop();
+      socket.destroy();
+    };
+    const onData = (chunk: Buffer): void => {
+      seen = seen.length ? Buffer.concat([seen, chunk]) : chunk;
+      const n = Math.min(seen.length, H2_PREFACE.length);
+      const isH2 = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (isH2 && n < H2_PREFACE.length) return; // a preface split across TCP writes: wait for the rest
+      stop();
+      socket.pause();
+      socket.unshift(seen);
+      log.debug({ remote: socket.remoteAddress, protocol: isH2 ? "h2c" : "http/1.1" }, "connection");
+      if (isH2) {
+        // Not resumed: the h2 session drains the unshifted bytes itself, a flowing socket would lose them.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume(); // the h1 parser only reads a flowing socket
+      }
+    };
+    socket.on("data", onData);
+    socket.once("end", onEnd);
+    socket.once("close", stop);
+  };
+
+  const front = net.createServer({ noDelay: true }, (socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", (err) => log.debug({ err }, "socket error"));
+    if (closing) socket.destroy();
+    else route(socket);
+  });
+  if (opts.maxConnections) front.maxConnections = opts.maxConnections;
+  front.on("drop", (d) => log.debug({ remote: d?.remoteAddress }, "connection dropped: maxConnections"));
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      front.once("error", reject);
+      front.listen({ host: opts.host, port: opts.port }, () => {
+        front.off("error", reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    stopServers();
+    throw err;
+  }
+  // After listening, accept errors (e.g. EMFILE) are reported, not thrown.
+  front.on("error", (err) => log.error({ err }, "listener error"));
+
+  const port = (front.address() as net.AddressInfo).port;
+  const urlHost = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
+  let closed: Promise<void> | undefined;
+
+  return {
+    port,
+    host: opts.host,
+    url: `${opts.tls ? "https" : "http"}://${urlHost}:${port}`,
+    close(graceMs = 5_000) {
+      closed ??= new Promise<void>((resolve) => {
+        closing = true;
+        const timer = setTimeout(() => {
+          for (const session of sessions) session.destroy();
+          for (const socket of sockets) socket.destroy();
+        }, graceMs);
+        // The callback runs once every accepted socket is closed, whichever server it went to.
+        front.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        for (const socket of peeking) socket.destroy();
+        for (const session of sessions) session.close(); // GOAWAY; the session ends after its open streams
+        stopServers();
+      });
+      return closed;
+    },
+  };
+}
