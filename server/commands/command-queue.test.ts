@@ -125,3 +125,16 @@ describe("normalizePath", () => {
     expect(() => normalizePath("C:relative")).toThrow(InvalidInputError);
   });
 });
+
+describe("release", () => {
+  it("puts a claimed command back and wakes the next poller", async () => {
+    const s = setup();
+    await s.register("web-01");
+    const q = await s.commands.enqueue("web-01", mounts);
+    const first = await s.commands.next("web-01", { timeoutMs: 100 });
+    expect(first?.command.id).toBe(q.command.id);
+    const waiting = s.commands.next("web-01", { timeoutMs: 2_000 });
+    await s.commands.release(first!);
+    expect((await waiting)?.command.id).toBe(q.command.id);
+  });
+});

@@ -32,6 +32,8 @@ export interface CommandQueue {
    * `timeoutMs` passes or `signal` aborts first. A claimed command goes to exactly one poller.
    */
   next(hostname: string, opts: { signal?: AbortSignal; timeoutMs?: number }): Promise<CommandRecord | undefined>;
+  /** Returns a claimed command to the queue when it could not be handed over (the poller left). */
+  release(rec: CommandRecord): Promise<void>;
   /** Stores an agent's outcome; the command must belong to that agent. */
   complete(hostname: string, outcome: CommandOutcome): Promise<CommandRecord>;
   get(id: string): Promise<CommandRecord>;
@@ -146,6 +148,14 @@ export function createCommandQueue(deps: {
         if (clock() >= deadline) return undefined;
       }
       return undefined;
+    },
+
+    async release(rec) {
+      if (await store.requeueCommand(rec.command.id, rec.hostname)) {
+        logger.debug({ agent: rec.hostname, command: rec.command.id }, "command returned to the queue");
+        wake(hostWaiters, rec.hostname);
+        wake(commandWaiters, rec.command.id);
+      }
     },
 
     async complete(hostname, outcome) {

@@ -73,6 +73,11 @@ export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentSer
       while (!ctx.signal.aborted) {
         const rec = await s.commands.next(req.hostname, { signal: ctx.signal });
         if (!rec) break;
+        if (ctx.signal.aborted) {
+          // Claimed just as the stream ended: keep it for the agent's next poll.
+          await s.commands.release(rec);
+          break;
+        }
         yield create(CommandPollResponseSchema, { command: rec.command });
       }
     },

@@ -141,6 +141,14 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const claims = await Promise.all([1, 2, 3, 4].map(() => store.claimNextCommand("web-01", 6_000)));
       expect(claims.map((c) => c?.command.id)).toEqual(["c1", "c2", "c3", undefined]);
       expect(await store.countPendingCommands("web-01")).toBe(4);
+      // A command whose poller vanished goes back in front of newer ones.
+      expect(await store.requeueCommand("c2", "other-host")).toBe(false);
+      expect(await store.requeueCommand("c2", "web-01")).toBe(true);
+      expect(await store.requeueCommand("c2", "web-01")).toBe(false);
+      await store.enqueueCommand({ command: command("c4"), hostname: "web-01", createdAtMs: 9_000 }, 3);
+      const again = await store.claimNextCommand("web-01", 7_000);
+      expect(again).toMatchObject({ state: CommandState.DELIVERED, deliveredAtMs: 7_000 });
+      expect(again!.command.id).toBe("c2");
       await store.close();
     });
 

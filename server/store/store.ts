@@ -75,6 +75,8 @@ export interface Store {
   enqueueCommand(rec: { command: Command; hostname: string; createdAtMs: number }, maxQueued: number): Promise<void>;
   /** Atomically moves the host's oldest queued command to delivered and returns it. */
   claimNextCommand(hostname: string, atMs: number): Promise<CommandRecord | undefined>;
+  /** Puts a delivered command back at its place in the queue (its poller went away before it was sent). */
+  requeueCommand(id: string, hostname: string): Promise<boolean>;
   /** Stores the outcome and the final state; returns undefined when the command is unknown for this host. */
   finishCommand(id: string, hostname: string, state: CommandState, outcome: CommandOutcome | undefined, atMs: number): Promise<CommandRecord | undefined>;
   getCommand(id: string): Promise<CommandRecord | undefined>;

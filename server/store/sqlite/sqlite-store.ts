@@ -135,6 +135,9 @@ class SqliteStore implements Store {
       ),
       markDelivered: db.prepare("UPDATE commands SET state = ?, delivered_ms = ? WHERE id = ?"),
       getCommand: db.prepare("SELECT * FROM commands WHERE id = ?"),
+      requeue: db.prepare(
+        "UPDATE commands SET state = ?, delivered_ms = NULL WHERE id = ? AND hostname = ? AND state = ?",
+      ),
       finishCommand: db.prepare("UPDATE commands SET state = ?, outcome = ?, finished_ms = ? WHERE id = ?"),
       expirable: db.prepare("SELECT id FROM commands WHERE state IN (?, ?) AND created_ms < ?"),
       expire: db.prepare("UPDATE commands SET state = ?, finished_ms = ? WHERE id = ?"),
@@ -254,6 +257,10 @@ class SqliteStore implements Store {
       this.stmt.markDelivered.run(CommandState.DELIVERED, atMs, row.id);
       return toCommandRecord({ ...row, state: CommandState.DELIVERED, delivered_ms: atMs });
     })();
+  }
+
+  async requeueCommand(id: string, hostname: string): Promise<boolean> {
+    return this.stmt.requeue.run(CommandState.QUEUED, id, hostname, CommandState.DELIVERED).changes === 1;
   }
 
   async finishCommand(
