@@ -1,0 +1,20 @@
+import { create } from "@bufbuild/protobuf";
+import { MemoryMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { Payload } from "../types.js";
+import type { MemoryResult } from "./parse.js";
+
+/** Wraps memory values in the `memory` payload (byte counts as uint64). */
+export function memoryPayload(r: MemoryResult): Payload {
+  return {
+    case: "memory",
+    value: create(MemoryMetricsSchema, {
+      ramTotal: BigInt(Math.round(r.ramTotal)),
+      ramUsed: BigInt(Math.round(r.ramUsed)),
+      ramAvailable: BigInt(Math.round(r.ramAvailable)),
+      ramUsedPct: r.ramUsedPct,
+      swapTotal: BigInt(Math.round(r.swapTotal)),
+      swapUsed: BigInt(Math.round(r.swapUsed)),
+      swapPct: r.swapPct,
+    }),
+  };
+}

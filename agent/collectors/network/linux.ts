@@ -1,0 +1,98 @@
+import fs from "node:fs";
+import { ProcFile } from "../../host/proc-file.js";
+import { RateTracker } from "../rate.js";
+import type { Collector, CollectorContext, Payload } from "../types.js";
+import { isExcludedInterface, parseLinkSpeed, parseMtu, parseNetDev } from "./parse.js";
+import { networkPayload, type InterfaceInfo } from "./payload.js";
+
+/** MAC, MTU and speed are re-read every this many runs (1 min at 5 s), and for interfaces not seen before. */
+const INFO_REFRESH_RUNS = 12;
+
+/** Interfaces left out unless `collectors.network.exclude` says otherwise. */
+export const DEFAULT_EXCLUDED_INTERFACES: readonly string[] = ["lo"];
+
+/** Test seams for the Linux network collector. */
+export interface LinuxNetworkDeps {
+  /** Monotonic clock in ms; default `performance.now`. */
+  now?: () => number;
+}
+
+/**
+ * Network per interface: counters from one synchronous read of `<procRoot>/net/dev` per run (rates per second:
+ * bytes, packets, errors, drops), MAC/MTU/speed from `<sysRoot>/class/net/<if>/` read asynchronously in the
+ * background now and then (reading `speed` takes the kernel's RTNL lock, so it stays off the hot path).
+ * `lo` is skipped; option `exclude` replaces the list (exact names, or prefixes ending in `*`). The first run
+ * returns [] (baseline); an interface that appears gets its baseline then, one that vanishes is dropped.
+ */
+export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNetworkDeps = {}): Collector {
+  const netDev = new ProcFile(`${ctx.host.paths.procRoot}/net/dev`, 8192);
+  const classNet = `${ctx.host.paths.sysRoot}/class/net`;
+  const now = deps.now ?? (() => performance.now());
+  const opt = ctx.options["exclude"];
+  const exclude = Array.isArray(opt) ? opt.filter((x): x is string => typeof x === "string") : DEFAULT_EXCLUDED_INTERFACES;
+  const tracker = new RateTracker();
+  let info = new Map<string, InterfaceInfo>();
+  let runsSinceInfo = Infinity;
+  let refreshing: Promise<void> | undefined;
+
+  const refreshInfo = (names: readonly string[]): Promise<void> => {
+    refreshing ??= (async () => {
+      const next = new Map<string, InterfaceInfo>();
+      await Promise.all(
+        names.map(async (name) => {
+          const dir = `${classNet}/${name}`;
+          const [address, mtu, speed] = await Promise.all([
+            readSmall(`${dir}/address`),
+            readSmall(`${dir}/mtu`),
+            readSmall(`${dir}/speed`),
+          ]);
+          next.set(name, { mac: address?.trim().toLowerCase() ?? "", mtu: parseMtu(mtu), speedMbps: parseLinkSpeed(speed) });
+        }),
+      );
+      info = next;
+      runsSinceInfo = 0;
+    })().finally(() => {
+      refreshing = undefined;
+    });
+    return refreshing;
+  };
+
+  return {
+    async collect() {
+      const all = parseNetDev(netDev.read());
+      const counters = new Map<string, number[]>();
+      let unknown = false;
+      for (const [name, v] of all) {
+        if (isExcludedInterface(name, exclude)) continue;
+        counters.set(name, v);
+        if (!info.has(name)) unknown = true;
+      }
+      const rates = tracker.update(counters, now());
+      runsSinceInfo++;
+      if (unknown || runsSinceInfo >= INFO_REFRESH_RUNS) {
+        const names = [...counters.keys()];
+        // The first run waits (it returns no data anyway). Later runs start the refresh after they returned and
+        // use the previous values meanwhile: a new interface only gets its baseline in this run, so its details
+        // are ready by its first payload.
+        if (!rates) await refreshInfo(names);
+        else setImmediate(() => void refreshInfo(names));
+      }
+      if (!rates) return [];
+      const out: Payload[] = [];
+      for (const [name, r] of rates) out.push(networkPayload(name, r, info.get(name)));
+      return out;
+    },
+    close() {
+      netDev.close();
+    },
+  };
+}
+
+/** A small sysfs attribute, or undefined when it cannot be read (absent, EINVAL for speed of a down link). */
+async function readSmall(path: string): Promise<string | undefined> {
+  try {
+    return await fs.promises.readFile(path, "latin1");
+  } catch {
+    return undefined;
+  }
+}

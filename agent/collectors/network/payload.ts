@@ -1,0 +1,45 @@
+import { create } from "@bufbuild/protobuf";
+import { NetworkMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { KeyRates } from "../rate.js";
+import type { Payload } from "../types.js";
+import {
+  NET_RX_BYTES,
+  NET_RX_DROPS,
+  NET_RX_ERRORS,
+  NET_RX_PACKETS,
+  NET_TX_BYTES,
+  NET_TX_DROPS,
+  NET_TX_ERRORS,
+  NET_TX_PACKETS,
+} from "./parse.js";
+
+/** What is known about an interface besides its counters. */
+export interface InterfaceInfo {
+  /** Lower-case, colon-separated; "" when unknown. */
+  mac: string;
+  mtu: number;
+  /** Mbit/s; 0 when unknown. */
+  speedMbps: number;
+}
+
+/** Builds the `network` payload of one interface from its per-second rates. */
+export function networkPayload(name: string, r: KeyRates, info: InterfaceInfo | undefined): Payload {
+  const ps = r.perSecond;
+  return {
+    case: "network",
+    value: create(NetworkMetricsSchema, {
+      interface: name,
+      macAddress: info?.mac ?? "",
+      mtu: info?.mtu ?? 0,
+      speed: BigInt(Math.round(info?.speedMbps ?? 0)),
+      rxBytes: ps[NET_RX_BYTES]!,
+      rxPackets: ps[NET_RX_PACKETS]!,
+      rxErrors: ps[NET_RX_ERRORS]!,
+      rxDrops: ps[NET_RX_DROPS]!,
+      txBytes: ps[NET_TX_BYTES]!,
+      txPackets: ps[NET_TX_PACKETS]!,
+      txErrors: ps[NET_TX_ERRORS]!,
+      txDrops: ps[NET_TX_DROPS]!,
+    }),
+  };
+}
