@@ -1,0 +1,515 @@
+import { readFileSync } from "node:fs";
+import { hostname as osHostname } from "node:os";
+import { resolve as resolvePath } from "node:path";
+import { createRequire } from "node:module";
+import { parseArgs } from "node:util";
+import type { HostPaths } from "./host/host-access.js";
+
+/**
+ * A bad setting found at start. The message names the setting as the user wrote it (`--server`, `SPECTRA_SERVER`,
+ * `collectors.cpu.interval`); the CLI prints it without a stack trace and exits with {@link ConfigError.exitCode}.
+ */
+export class ConfigError extends Error {
+  /** Exit code for bad settings (2, like a usage error). */
+  readonly exitCode = 2;
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** Settings of one collector (file key `collectors.<name>`). Unset values mean "the collector's default". */
+export interface CollectorConfig {
+  enabled: boolean | undefined;
+  intervalMs: number | undefined;
+  timeoutMs: number | undefined;
+  /** `collectors.<name>.options`, passed to the collector as given. */
+  options: Readonly<Record<string, unknown>>;
+}
+
+/** The agent's validated settings. */
+export interface AgentConfig {
+  /** Server base URL without trailing slash, http: or https:. */
+  server: string;
+  /** Name reported for this host. */
+  hostname: string;
+  /** Absolute path of the data directory (spool, session). */
+  dataDir: string;
+  logLevel: string;
+  paths: HostPaths;
+  once: boolean;
+  debug: boolean;
+  debugPort: number;
+  help: boolean;
+  /** The YAML file read, if any. */
+  configFile: string | undefined;
+  spool: { maxBytes: number; maxAgeMs: number };
+  /** `--collectors`: when set, only these run. */
+  only: readonly string[] | undefined;
+  /** Per-collector settings from the file; only names that appear there. */
+  collectors: Readonly<Record<string, CollectorConfig>>;
+}
+
+/** Default values, also shown by `--help`. */
+export const DEFAULTS = {
+  server: "http://127.0.0.1:8080",
+  dataDir: "./data/agent",
+  logLevel: "info",
+  procRoot: "/proc",
+  sysRoot: "/sys",
+  rootfs: "",
+  debugPort: 6060,
+  spoolMaxBytes: 100 * 1024 * 1024,
+  spoolMaxAgeMs: 7 * 24 * 3_600_000,
+} as const;
+
+/** Every environment variable the agent reads, with its meaning (for `--help`). */
+export const ENV_VARS: readonly (readonly [string, string])[] = [
+  ["SPECTRA_SERVER", "server URL (like --server)"],
+  ["HOSTNAME", "reported host name (like --hostname)"],
+  ["SPECTRA_DATA_DIR", "data directory (like --data-dir)"],
+  ["SPECTRA_CONFIG", "YAML config file (like --config)"],
+  ["SPECTRA_LOG_LEVEL", "fatal, error, warn, info, debug, trace or silent (default info)"],
+  ["SPECTRA_PROC_ROOT", "procfs root (like --proc-root)"],
+  ["SPECTRA_SYS_ROOT", "sysfs root (like --sys-root)"],
+  ["SPECTRA_ROOTFS", "host root prefix (like --rootfs)"],
+  ["SPECTRA_DEBUG_PORT", "profiling port (like --debug-port)"],
+  ["SPECTRA_SPOOL_MAX_BYTES", "spool size bound (like --spool-max-bytes)"],
+  ["SPECTRA_SPOOL_MAX_AGE", "spool age bound (like --spool-max-age)"],
+  ["SPECTRA_COLLECTORS", "comma-separated collectors to run (like --collectors)"],
+];
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
+const FILE_KEYS = ["server", "hostname", "data_dir", "log_level", "proc_root", "sys_root", "rootfs", "debug_port", "spool", "collectors"];
+const SPOOL_KEYS = ["max_bytes", "max_age"];
+const COLLECTOR_KEYS = ["enabled", "interval", "timeout", "options"];
+
+/** Bounds of a collector interval: a faster tick is a mistake, a slower one overflows Node timers (~24.8 days). */
+export const INTERVAL_BOUNDS_MS = { min: 100, max: 7 * 24 * 3_600_000 } as const;
+
+/** Flag definitions for node:util parseArgs; also the source of truth for `--help`. */
+export const FLAGS = {
+  server: { type: "string", help: "server URL, http:// (h2c) or https:// (TLS)", arg: "<url>" },
+  hostname: { type: "string", help: "host name reported to the server (default: the OS host name)", arg: "<name>" },
+  "data-dir": { type: "string", help: `data directory for the spool and session (default ${DEFAULTS.dataDir})`, arg: "<dir>" },
+  config: { type: "string", short: "c", help: "YAML config file", arg: "<file>" },
+  once: { type: "boolean", help: "run every enabled collector once, print the envelopes as JSON, exit" },
+  debug: { type: "boolean", help: "serve /debug/heap, /debug/profile?seconds=N and /debug/vars on 127.0.0.1" },
+  "debug-port": { type: "string", help: `port of the --debug endpoint (default ${DEFAULTS.debugPort})`, arg: "<port>" },
+  "proc-root": { type: "string", help: "procfs root, e.g. /host/proc in a container (default /proc)", arg: "<dir>" },
+  "sys-root": { type: "string", help: "sysfs root, e.g. /host/sys (default /sys)", arg: "<dir>" },
+  rootfs: { type: "string", help: "prefix of host mount points for statfs, e.g. /host (default none)", arg: "<dir>" },
+  "spool-max-bytes": { type: "string", help: "spool size bound, e.g. 100MiB (default 100MiB)", arg: "<size>" },
+  "spool-max-age": { type: "string", help: "spool age bound, e.g. 7d (default 7d)", arg: "<duration>" },
+  collectors: { type: "string", help: "run only these collectors, e.g. cpu,memory", arg: "<list>" },
+  "log-level": { type: "string", help: "fatal, error, warn, info, debug, trace or silent (default info)", arg: "<level>" },
+  help: { type: "boolean", short: "h", help: "show this help" },
+} as const satisfies Record<string, { type: "string" | "boolean"; short?: string; help: string; arg?: string }>;
+
+/** What {@link loadConfig} reads; everything is injectable for tests. */
+export interface LoadConfigInput {
+  /** Arguments after the program name (process.argv.slice(2)). */
+  argv: readonly string[];
+  env: Readonly<Record<string, string | undefined>>;
+  /** Names of the collectors this build knows (the registry's keys). */
+  knownCollectors: readonly string[];
+  readFile?: (path: string) => string;
+  defaultHostname?: () => string;
+  cwd?: string;
+}
+
+/**
+ * Reads flags, environment and the optional YAML file, applies precedence (flags > env > file > defaults) and
+ * validates everything once. Throws {@link ConfigError} naming the first bad setting.
+ */
+export function loadConfig(input: LoadConfigInput): AgentConfig {
+  const flags = parseFlags(input.argv);
+  const env = input.env;
+  const cwd = input.cwd ?? process.cwd();
+  const known = input.knownCollectors;
+
+  if (flags.help === true) {
+    // --help must work even when other settings are broken.
+    return { ...defaultConfig(input), help: true };
+  }
+
+  const configFile = pick(flags.config, "--config", env["SPECTRA_CONFIG"], "SPECTRA_CONFIG");
+  const file = configFile ? readConfigFile(String(configFile.value), configFile.name, input.readFile, known) : emptyFile();
+
+  const serverRaw = pick(flags.server, "--server", env["SPECTRA_SERVER"], "SPECTRA_SERVER") ?? file.server;
+  const hostnameRaw = pick(flags.hostname, "--hostname", env["HOSTNAME"], "HOSTNAME") ?? file.hostname;
+  const dataDirRaw = pick(flags["data-dir"], "--data-dir", env["SPECTRA_DATA_DIR"], "SPECTRA_DATA_DIR") ?? file.dataDir;
+  const logLevelRaw = pick(flags["log-level"], "--log-level", env["SPECTRA_LOG_LEVEL"], "SPECTRA_LOG_LEVEL") ?? file.logLevel;
+  const procRaw = pick(flags["proc-root"], "--proc-root", env["SPECTRA_PROC_ROOT"], "SPECTRA_PROC_ROOT") ?? file.procRoot;
+  const sysRaw = pick(flags["sys-root"], "--sys-root", env["SPECTRA_SYS_ROOT"], "SPECTRA_SYS_ROOT") ?? file.sysRoot;
+  // An empty SPECTRA_ROOTFS is meaningful ("no prefix"), so rootfs keeps empty values.
+  const rootfsRaw = pickKeepEmpty(flags.rootfs, "--rootfs", env["SPECTRA_ROOTFS"], "SPECTRA_ROOTFS") ?? file.rootfs;
+  const debugPortRaw = pick(flags["debug-port"], "--debug-port", env["SPECTRA_DEBUG_PORT"], "SPECTRA_DEBUG_PORT") ?? file.debugPort;
+  const maxBytesRaw =
+    pick(flags["spool-max-bytes"], "--spool-max-bytes", env["SPECTRA_SPOOL_MAX_BYTES"], "SPECTRA_SPOOL_MAX_BYTES") ?? file.spoolMaxBytes;
+  const maxAgeRaw = pick(flags["spool-max-age"], "--spool-max-age", env["SPECTRA_SPOOL_MAX_AGE"], "SPECTRA_SPOOL_MAX_AGE") ?? file.spoolMaxAge;
+  const onlyRaw = pick(flags.collectors, "--collectors", env["SPECTRA_COLLECTORS"], "SPECTRA_COLLECTORS");
+
+  const server = serverRaw ? validateServer(serverRaw.value, serverRaw.name) : DEFAULTS.server;
+  const hostname = hostnameRaw ? validateHostname(hostnameRaw.value, hostnameRaw.name) : (input.defaultHostname ?? osHostname)();
+  const dataDir = resolvePath(cwd, dataDirRaw ? validatePath(dataDirRaw.value, dataDirRaw.name) : DEFAULTS.dataDir);
+  const logLevel = logLevelRaw ? validateLogLevel(logLevelRaw.value, logLevelRaw.name) : DEFAULTS.logLevel;
+  const paths: HostPaths = {
+    procRoot: procRaw ? validatePath(procRaw.value, procRaw.name) : DEFAULTS.procRoot,
+    sysRoot: sysRaw ? validatePath(sysRaw.value, sysRaw.name) : DEFAULTS.sysRoot,
+    rootfs: rootfsRaw ? stripTrailingSlash(String(rootfsRaw.value)) : DEFAULTS.rootfs,
+  };
+  const debugPort = debugPortRaw ? validatePort(debugPortRaw.value, debugPortRaw.name) : DEFAULTS.debugPort;
+  const maxBytes = maxBytesRaw ? validateByteSize(maxBytesRaw.value, maxBytesRaw.name) : DEFAULTS.spoolMaxBytes;
+  const maxAgeMs = maxAgeRaw
+    ? validateDurationIn(maxAgeRaw.value, maxAgeRaw.name, 60_000, 365 * 24 * 3_600_000)
+    : DEFAULTS.spoolMaxAgeMs;
+  const only = onlyRaw ? validateCollectorList(onlyRaw.value, onlyRaw.name, known) : undefined;
+
+  return {
+    server,
+    hostname,
+    dataDir,
+    logLevel,
+    paths,
+    once: flags.once === true,
+    debug: flags.debug === true,
+    debugPort,
+    help: false,
+    configFile: configFile ? resolvePath(cwd, String(configFile.value)) : undefined,
+    spool: { maxBytes, maxAgeMs },
+    only,
+    collectors: file.collectors,
+  };
+}
+
+/** Whether a collector runs under this config (file `enabled`, then `--collectors`; default on). */
+export function isCollectorEnabled(config: AgentConfig, name: string): boolean {
+  if (config.only && !config.only.includes(name)) return false;
+  return config.collectors[name]?.enabled ?? true;
+}
+
+/**
+ * Parses a duration: a number of milliseconds, or a string like "500ms", "5s", "1m", "1h30m", "7d".
+ * Returns undefined when the value is not a duration.
+ */
+export function parseDuration(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) && value >= 0 ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  const text = value.trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(text)) return undefined;
+  const unitMs: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+  let total = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) total += Number(m[1]) * (unitMs[m[2] ?? ""] ?? NaN);
+  return Number.isFinite(total) ? Math.round(total) : undefined;
+}
+
+/**
+ * Parses a byte size: a number of bytes, or "512KiB", "100MiB", "1GiB" (binary), "100MB" (decimal), "100M" (binary).
+ * Returns undefined when the value is not a size.
+ */
+export function parseByteSize(value: unknown): number | undefined {
+  if (typeof value === "number") return Number.isSafeInteger(value) && value >= 0 ? value : undefined;
+  if (typeof value !== "string") return undefined;
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?$/i.exec(value.trim());
+  if (!m) return undefined;
+  const unit = (m[2] ?? "b").toLowerCase();
+  const powers: Record<string, number> = { k: 1, m: 2, g: 3, t: 4 };
+  const power = powers[unit[0] ?? ""] ?? 0;
+  // "MB" is decimal, "MiB" and a bare "M" are binary (what people mean when they write 100M for a disk budget).
+  const base = unit.length === 2 && unit.endsWith("b") ? 1000 : 1024;
+  const bytes = Math.round(Number(m[1]) * base ** power);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+type FlagValues = { [K in keyof typeof FLAGS]?: (typeof FLAGS)[K]["type"] extends "boolean" ? boolean : string };
+
+function parseFlags(argv: readonly string[]): FlagValues {
+  const options: Record<string, { type: "string" | "boolean"; short?: string }> = {};
+  for (const [name, def] of Object.entries(FLAGS)) {
+    options[name] = "short" in def ? { type: def.type, short: def.short } : { type: def.type };
+  }
+  try {
+    const { values } = parseArgs({ args: [...argv], options, strict: true, allowPositionals: false });
+    return values as FlagValues;
+  } catch (cause) {
+    throw new ConfigError(describeParseArgsError(cause), { cause });
+  }
+}
+
+function describeParseArgsError(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  const message = err instanceof Error ? err.message : String(err);
+  const option = /'(-{1,2}[^' ]+)/.exec(message)?.[1];
+  switch (code) {
+    case "ERR_PARSE_ARGS_UNKNOWN_OPTION":
+      return `${option ?? "flag"}: unknown flag (see --help)`;
+    case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE":
+      return message.includes("does not take an argument")
+        ? `${option ?? "flag"}: takes no value`
+        : `${option ?? "flag"}: needs a value`;
+    case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL": {
+      const arg = /'([^']*)'/.exec(message)?.[1] ?? "";
+      return `unexpected argument "${arg}" (flags look like --name value; see --help)`;
+    }
+    default:
+      return `bad command line: ${message}`;
+  }
+}
+
+/** A raw value and the name of the setting it came from. */
+interface Sourced {
+  value: unknown;
+  name: string;
+}
+
+function pick(flag: string | undefined, flagName: string, env: string | undefined, envName: string): Sourced | undefined {
+  if (flag !== undefined) return { value: flag, name: flagName };
+  // Empty environment variables count as unset (shells and compose files leave them empty).
+  if (env !== undefined && env !== "") return { value: env, name: envName };
+  return undefined;
+}
+
+function pickKeepEmpty(flag: string | undefined, flagName: string, env: string | undefined, envName: string): Sourced | undefined {
+  if (flag !== undefined) return { value: flag, name: flagName };
+  if (env !== undefined) return { value: env, name: envName };
+  return undefined;
+}
+
+interface FileSettings {
+  server?: Sourced;
+  hostname?: Sourced;
+  dataDir?: Sourced;
+  logLevel?: Sourced;
+  procRoot?: Sourced;
+  sysRoot?: Sourced;
+  rootfs?: Sourced;
+  debugPort?: Sourced;
+  spoolMaxBytes?: Sourced;
+  spoolMaxAge?: Sourced;
+  collectors: Record<string, CollectorConfig>;
+}
+
+function emptyFile(): FileSettings {
+  return { collectors: {} };
+}
+
+function readConfigFile(
+  path: string,
+  settingName: string,
+  readFile: ((path: string) => string) | undefined,
+  known: readonly string[],
+): FileSettings {
+  let text: string;
+  try {
+    text = (readFile ?? ((p) => readFileSync(p, "utf8")))(path);
+  } catch (cause) {
+    const code = (cause as { code?: string }).code ?? (cause instanceof Error ? cause.message : String(cause));
+    throw new ConfigError(`${settingName}: cannot read ${JSON.stringify(path)}: ${code}`, { cause });
+  }
+  // Loaded only when a config file is used: the parser costs about 1 MB of RSS an agent without a file never needs.
+  const { isMap, parseDocument } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const first = doc.errors[0];
+  if (first) {
+    const line = first.linePos?.[0].line;
+    const where = line === undefined ? "" : ` line ${line}`;
+    throw new ConfigError(`${settingName}: ${JSON.stringify(path)}${where}: ${first.message.split("\n")[0]}`, { cause: first });
+  }
+  if (doc.contents !== null && !isMap(doc.contents)) {
+    throw new ConfigError(`${settingName}: ${JSON.stringify(path)} must be a mapping of settings (key: value)`);
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const obj = raw as Record<string, unknown>;
+  checkKeys(obj, FILE_KEYS, "");
+
+  const out: FileSettings = { collectors: {} };
+  const scalar = (key: string): Sourced | undefined => {
+    const v = obj[key];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v === "object") throw new ConfigError(`${key}: must be a single value, not a list or mapping`);
+    return { value: v, name: key };
+  };
+  out.server = scalar("server");
+  out.hostname = scalar("hostname");
+  out.dataDir = scalar("data_dir");
+  out.logLevel = scalar("log_level");
+  out.procRoot = scalar("proc_root");
+  out.sysRoot = scalar("sys_root");
+  out.rootfs = scalar("rootfs");
+  out.debugPort = scalar("debug_port");
+
+  const spool = obj["spool"];
+  if (spool !== undefined && spool !== null) {
+    const s = asMapping(spool, "spool");
+    checkKeys(s, SPOOL_KEYS, "spool.");
+    if (s["max_bytes"] !== undefined && s["max_bytes"] !== null) out.spoolMaxBytes = { value: s["max_bytes"], name: "spool.max_bytes" };
+    if (s["max_age"] !== undefined && s["max_age"] !== null) out.spoolMaxAge = { value: s["max_age"], name: "spool.max_age" };
+  }
+
+  const collectors = obj["collectors"];
+  if (collectors !== undefined && collectors !== null) {
+    const c = asMapping(collectors, "collectors");
+    for (const [name, value] of Object.entries(c)) {
+      if (!known.includes(name)) {
+        throw new ConfigError(`collectors.${name}: unknown collector (known: ${known.join(", ")})`);
+      }
+      out.collectors[name] = parseCollectorConfig(name, value);
+    }
+  }
+  return out;
+}
+
+function parseCollectorConfig(name: string, value: unknown): CollectorConfig {
+  const prefix = `collectors.${name}`;
+  // `cpu: false` is shorthand for `cpu: { enabled: false }`.
+  if (typeof value === "boolean") return { enabled: value, intervalMs: undefined, timeoutMs: undefined, options: {} };
+  if (value === null) return { enabled: undefined, intervalMs: undefined, timeoutMs: undefined, options: {} };
+  const m = asMapping(value, prefix);
+  checkKeys(m, COLLECTOR_KEYS, `${prefix}.`);
+  let enabled: boolean | undefined;
+  if (m["enabled"] !== undefined && m["enabled"] !== null) {
+    if (typeof m["enabled"] !== "boolean") {
+      throw new ConfigError(`${prefix}.enabled: ${JSON.stringify(m["enabled"])} is not true or false`);
+    }
+    enabled = m["enabled"];
+  }
+  const intervalMs =
+    m["interval"] === undefined || m["interval"] === null
+      ? undefined
+      : validateDurationIn(m["interval"], `${prefix}.interval`, INTERVAL_BOUNDS_MS.min, INTERVAL_BOUNDS_MS.max);
+  const timeoutMs =
+    m["timeout"] === undefined || m["timeout"] === null
+      ? undefined
+      : validateDurationIn(m["timeout"], `${prefix}.timeout`, 100, 10 * 60_000);
+  const options = m["options"] === undefined || m["options"] === null ? {} : asMapping(m["options"], `${prefix}.options`);
+  return { enabled, intervalMs, timeoutMs, options };
+}
+
+function asMapping(value: unknown, name: string): Record<string, unknown> {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ConfigError(`${name}: must be a mapping (key: value)`);
+  }
+  return value as Record<string, unknown>;
+}
+
+function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], prefix: string): void {
+  for (const key of Object.keys(obj)) {
+    if (!allowed.includes(key)) {
+      throw new ConfigError(`${prefix}${key}: unknown setting (known: ${allowed.join(", ")})`);
+    }
+  }
+}
+
+function validateServer(value: unknown, name: string): string {
+  const text = String(value).trim();
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch (cause) {
+    throw new ConfigError(`${name}: ${JSON.stringify(text)} is not a URL (expected e.g. http://127.0.0.1:8080)`, { cause });
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError(`${name}: ${JSON.stringify(text)} must start with http:// or https://`);
+  }
+  if (url.search !== "" || url.hash !== "" || url.username !== "" || url.password !== "") {
+    throw new ConfigError(`${name}: ${JSON.stringify(text)} must not carry credentials, a query or a fragment`);
+  }
+  return stripTrailingSlash(url.href);
+}
+
+function validateHostname(value: unknown, name: string): string {
+  const text = String(value).trim();
+  if (!/^[^\s/\\]{1,253}$/.test(text)) {
+    throw new ConfigError(`${name}: ${JSON.stringify(String(value))} is not a host name (1-253 characters, no spaces or slashes)`);
+  }
+  return text;
+}
+
+function validatePath(value: unknown, name: string): string {
+  const text = String(value);
+  if (text.trim() === "") throw new ConfigError(`${name}: must not be empty`);
+  return text.length > 1 ? stripTrailingSlash(text) : text;
+}
+
+function validateLogLevel(value: unknown, name: string): string {
+  const text = String(value).trim().toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(text)) {
+    throw new ConfigError(`${name}: ${JSON.stringify(String(value))} is not a log level (${LOG_LEVELS.join(", ")})`);
+  }
+  return text;
+}
+
+function validatePort(value: unknown, name: string): number {
+  const text = String(value).trim();
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || !Number.isInteger(n) || n < 0 || n > 65_535) {
+    throw new ConfigError(`${name}: ${JSON.stringify(String(value))} is not a port (0-65535)`);
+  }
+  return n;
+}
+
+function validateByteSize(value: unknown, name: string): number {
+  const bytes = parseByteSize(value);
+  if (bytes === undefined) {
+    throw new ConfigError(`${name}: ${JSON.stringify(value)} is not a size (use e.g. 100MiB, 500MB, 1GiB or bytes)`);
+  }
+  if (bytes < 64 * 1024) throw new ConfigError(`${name}: ${JSON.stringify(value)} is too small (at least 64KiB)`);
+  return bytes;
+}
+
+function validateDurationIn(value: unknown, name: string, minMs: number, maxMs: number): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) {
+    throw new ConfigError(`${name}: ${JSON.stringify(value)} is not a duration (use e.g. 500ms, 5s, 1m, 1h, 7d or milliseconds)`);
+  }
+  if (ms < minMs || ms > maxMs) {
+    throw new ConfigError(`${name}: ${JSON.stringify(value)} is out of range (${formatMs(minMs)} to ${formatMs(maxMs)})`);
+  }
+  return ms;
+}
+
+function validateCollectorList(value: unknown, name: string, known: readonly string[]): string[] {
+  const names = String(value)
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (names.length === 0) throw new ConfigError(`${name}: empty list (known: ${known.join(", ")})`);
+  for (const n of names) {
+    if (!known.includes(n)) throw new ConfigError(`${name}: unknown collector ${JSON.stringify(n)} (known: ${known.join(", ")})`);
+  }
+  return [...new Set(names)];
+}
+
+function formatMs(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1_000 === 0) return `${ms / 1_000}s`;
+  return `${ms}ms`;
+}
+
+function stripTrailingSlash(text: string): string {
+  return text.replace(/\/+$/, "");
+}
+
+function defaultConfig(input: LoadConfigInput): AgentConfig {
+  return {
+    server: DEFAULTS.server,
+    hostname: (input.defaultHostname ?? osHostname)(),
+    dataDir: resolvePath(input.cwd ?? process.cwd(), DEFAULTS.dataDir),
+    logLevel: DEFAULTS.logLevel,
+    paths: { procRoot: DEFAULTS.procRoot, sysRoot: DEFAULTS.sysRoot, rootfs: DEFAULTS.rootfs },
+    once: false,
+    debug: false,
+    debugPort: DEFAULTS.debugPort,
+    help: false,
+    configFile: undefined,
+    spool: { maxBytes: DEFAULTS.spoolMaxBytes, maxAgeMs: DEFAULTS.spoolMaxAgeMs },
+    only: undefined,
+    collectors: {},
+  };
+}

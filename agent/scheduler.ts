@@ -1,0 +1,338 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Logger } from "../common/logger.js";
+import {
+  CollectorHealth,
+  CollectorStatusSchema,
+  MetricEnvelopeSchema,
+  type CollectorStatus,
+  type MetricEnvelope,
+} from "../gen/spectra/v1/metrics_pb.js";
+import { NO_DATA, type Collector, type Payload } from "./collectors/types.js";
+
+/** A collector instance with its schedule. */
+export interface ScheduledCollector {
+  name: string;
+  intervalMs: number;
+  /** Per-run timeout; default min(intervalMs, 30 s). */
+  timeoutMs?: number;
+  collector: Collector;
+}
+
+/** Receives the envelopes of one collector run (never empty). */
+export type EnvelopeSink = (collector: string, envelopes: MetricEnvelope[]) => void;
+
+/** A collector that does not run, reported with a fixed status (disabled, failed to start). */
+export interface StaticStatus {
+  name: string;
+  health: CollectorHealth;
+  error?: string;
+  intervalMs?: number;
+}
+
+/** Options for {@link createScheduler}. */
+export interface SchedulerOptions {
+  collectors: readonly ScheduledCollector[];
+  hostname: string;
+  sink: EnvelopeSink;
+  logger: Logger;
+  staticStatuses?: readonly StaticStatus[];
+  /** Upper bound of the start jitter; each collector starts after random·min(interval, maxJitterMs). Default 2 s. */
+  maxJitterMs?: number;
+  random?: () => number;
+  /** Wall clock for envelope timestamps and last_success; injectable for tests. */
+  now?: () => number;
+  /** How long stop() waits for running collectors after aborting them; default 2 s. */
+  stopGraceMs?: number;
+}
+
+/** Counters beyond the proto status, for /debug/vars and tests. */
+export interface CollectorRunStats {
+  name: string;
+  runs: number;
+  failures: number;
+  /** Ticks skipped because the previous run had not finished. */
+  skippedTicks: number;
+  running: boolean;
+}
+
+/** Runs every collector on its own timer and keeps a status per collector. */
+export interface Scheduler {
+  /** Starts the timers (each after its jitter). */
+  start(): void;
+  /** Stops the timers, aborts running collections and waits for them (bounded by stopGraceMs). */
+  stop(): Promise<void>;
+  /** A copy of every collector's status, including dropped-envelope counts added with {@link addDropped}. */
+  statuses(): CollectorStatus[];
+  /** Adds envelopes the spool dropped, per collector name. */
+  addDropped(counts: Readonly<Record<string, number>>): void;
+  /** Run counters per collector. */
+  stats(): CollectorRunStats[];
+}
+
+/** Outcome of one collector run. */
+export type RunOutcome =
+  | { kind: "ok"; payloads: Payload[]; durationUs: number }
+  | { kind: "no-data"; durationUs: number }
+  | { kind: "error"; error: Error; durationUs: number; timedOut: boolean };
+
+/** Default per-run timeout: the interval, at most 30 s. */
+export function defaultTimeoutMs(intervalMs: number): number {
+  return Math.min(intervalMs, 30_000);
+}
+
+/**
+ * Runs `collector.collect` once with a timeout. The signal passed to the collector aborts at the timeout; a
+ * collector that ignores it still yields an error outcome at the timeout. `settled` resolves when the collector's
+ * own promise finishes, which may be later (callers use it to avoid overlapping runs).
+ */
+export function runCollector(
+  collector: Collector,
+  timeoutMs: number,
+  outerSignal?: AbortSignal,
+): { outcome: Promise<RunOutcome>; settled: Promise<void>; abort: () => void } {
+  const controller = new AbortController();
+  const started = performance.now();
+  const elapsedUs = (): number => Math.round((performance.now() - started) * 1000);
+  const onOuterAbort = (): void => controller.abort(outerSignal?.reason);
+  outerSignal?.addEventListener("abort", onOuterAbort, { once: true });
+
+  let collecting: Promise<Awaited<ReturnType<Collector["collect"]>>>;
+  try {
+    collecting = Promise.resolve(collector.collect(controller.signal));
+  } catch (err) {
+    collecting = Promise.reject(err);
+  }
+  const settled = collecting.then(
+    () => undefined,
+    () => undefined,
+  );
+
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<RunOutcome>((resolve) => {
+    timer = setTimeout(() => {
+      const error = new Error(`timed out after ${timeoutMs} ms`);
+      controller.abort(error);
+      resolve({ kind: "error", error, durationUs: elapsedUs(), timedOut: true });
+    }, timeoutMs);
+  });
+  const finished = collecting.then(
+    (result): RunOutcome =>
+      result === NO_DATA ? { kind: "no-data", durationUs: elapsedUs() } : { kind: "ok", payloads: result, durationUs: elapsedUs() },
+    (err: unknown): RunOutcome => ({ kind: "error", error: toError(err), durationUs: elapsedUs(), timedOut: false }),
+  );
+  const outcome = Promise.race([finished, timeout]).finally(() => {
+    clearTimeout(timer);
+    outerSignal?.removeEventListener("abort", onOuterAbort);
+  });
+  return { outcome, settled, abort: () => controller.abort(new Error("scheduler stopped")) };
+}
+
+// Envelope `type` is the proto field name of the payload case ("disk_io"), computed once from the descriptor.
+const TYPE_BY_CASE: ReadonlyMap<string, string> = new Map(
+  (MetricEnvelopeSchema.oneofs.find((o) => o.name === "payload")?.fields ?? []).map((f) => [f.localName, f.name]),
+);
+
+/** The legacy envelope type name (snake_case proto field name) of a payload case, e.g. "diskIo" → "disk_io". */
+export function envelopeType(payloadCase: Payload["case"]): string {
+  const name = TYPE_BY_CASE.get(payloadCase);
+  if (name === undefined) throw new Error(`unknown payload case ${payloadCase}`);
+  return name;
+}
+
+/** Wraps payloads into envelopes that share one timestamp. */
+export function toEnvelopes(payloads: readonly Payload[], hostname: string, timestampMs: number): MetricEnvelope[] {
+  const timestamp = timestampFromMs(timestampMs);
+  return payloads.map((payload) =>
+    create(MetricEnvelopeSchema, { type: envelopeType(payload.case), timestamp, hostname, payload }),
+  );
+}
+
+interface Entry {
+  def: ScheduledCollector;
+  timeoutMs: number;
+  status: CollectorStatus;
+  dropped: bigint;
+  running: boolean;
+  inFlight: Promise<void> | undefined;
+  abort: (() => void) | undefined;
+  runs: number;
+  failures: number;
+  skippedTicks: number;
+  failingSinceMs: number | undefined;
+  consecutiveFailures: number;
+  startTimer: NodeJS.Timeout | undefined;
+  interval: NodeJS.Timeout | undefined;
+  logger: Logger;
+}
+
+/** Creates a {@link Scheduler}; nothing runs until start(). */
+export function createScheduler(opts: SchedulerOptions): Scheduler {
+  const random = opts.random ?? Math.random;
+  const now = opts.now ?? Date.now;
+  const maxJitterMs = opts.maxJitterMs ?? 2_000;
+  const stopGraceMs = opts.stopGraceMs ?? 2_000;
+  let stopped = false;
+
+  const entries: Entry[] = opts.collectors.map((def) => ({
+    def,
+    timeoutMs: def.timeoutMs ?? defaultTimeoutMs(def.intervalMs),
+    status: create(CollectorStatusSchema, {
+      name: def.name,
+      health: CollectorHealth.UNSPECIFIED,
+      intervalMs: def.intervalMs,
+    }),
+    dropped: 0n,
+    running: false,
+    inFlight: undefined,
+    abort: undefined,
+    runs: 0,
+    failures: 0,
+    skippedTicks: 0,
+    failingSinceMs: undefined,
+    consecutiveFailures: 0,
+    startTimer: undefined,
+    interval: undefined,
+    logger: opts.logger.child({ collector: def.name }),
+  }));
+  const byName = new Map(entries.map((e) => [e.def.name, e]));
+  const staticDropped = new Map<string, bigint>();
+
+  function tick(e: Entry): void {
+    if (stopped) return;
+    if (e.running) {
+      // Never two runs of one collector at once: a slow run costs the next tick, not a pile-up.
+      e.skippedTicks++;
+      e.logger.debug({ skippedTicks: e.skippedTicks }, "previous run still going; tick skipped");
+      return;
+    }
+    e.running = true;
+    e.runs++;
+    const run = runCollector(e.def.collector, e.timeoutMs);
+    e.abort = run.abort;
+    e.inFlight = run.settled.then(() => {
+      e.running = false;
+      e.abort = undefined;
+    });
+    void run.outcome.then((outcome) => record(e, outcome));
+  }
+
+  function record(e: Entry, outcome: RunOutcome): void {
+    const status = e.status;
+    status.lastDurationUs = Math.min(outcome.durationUs, 0xffffffff);
+    if (outcome.kind === "error") {
+      if (stopped) return; // an abort caused by stop() is not a failure
+      e.failures++;
+      e.consecutiveFailures++;
+      const message = describe(outcome.error);
+      if (status.health !== CollectorHealth.ERROR) {
+        e.failingSinceMs = now();
+        e.logger.warn({ err: message, timedOut: outcome.timedOut }, "collector failing");
+      } else if (status.error !== message) {
+        e.logger.debug({ err: message }, "collector still failing, with a different error");
+      }
+      status.health = CollectorHealth.ERROR;
+      status.error = message;
+      return;
+    }
+    const wasFailing = status.health === CollectorHealth.ERROR;
+    const ts = now();
+    if (wasFailing) {
+      e.logger.info(
+        { failures: e.consecutiveFailures, failingForMs: ts - (e.failingSinceMs ?? ts) },
+        "collector recovered",
+      );
+    }
+    e.consecutiveFailures = 0;
+    e.failingSinceMs = undefined;
+    status.error = "";
+    status.lastSuccess = timestampFromMs(ts);
+    if (outcome.kind === "no-data") {
+      if (status.health !== CollectorHealth.NO_DATA) e.logger.info("no data for this collector on this host");
+      status.health = CollectorHealth.NO_DATA;
+      return;
+    }
+    status.health = CollectorHealth.OK;
+    if (outcome.payloads.length > 0 && !stopped) {
+      opts.sink(e.def.name, toEnvelopes(outcome.payloads, opts.hostname, ts));
+    }
+  }
+
+  return {
+    start() {
+      if (stopped) throw new Error("scheduler already stopped");
+      for (const e of entries) {
+        const jitter = Math.floor(random() * Math.min(e.def.intervalMs, maxJitterMs));
+        e.startTimer = setTimeout(() => {
+          e.startTimer = undefined;
+          tick(e);
+          e.interval = setInterval(() => tick(e), e.def.intervalMs);
+        }, jitter);
+      }
+    },
+
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      for (const e of entries) {
+        clearTimeout(e.startTimer);
+        clearInterval(e.interval);
+        e.abort?.();
+      }
+      const running = entries.flatMap((e) => (e.inFlight && e.running ? [e.inFlight] : []));
+      if (running.length === 0) return;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(running),
+        new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, stopGraceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+    },
+
+    statuses() {
+      const out: CollectorStatus[] = entries.map((e) => create(CollectorStatusSchema, { ...e.status, droppedEnvelopes: e.dropped }));
+      for (const s of opts.staticStatuses ?? []) {
+        out.push(
+          create(CollectorStatusSchema, {
+            name: s.name,
+            health: s.health,
+            error: s.error ?? "",
+            intervalMs: s.intervalMs ?? 0,
+            droppedEnvelopes: staticDropped.get(s.name) ?? 0n,
+          }),
+        );
+      }
+      return out;
+    },
+
+    addDropped(counts) {
+      for (const [name, n] of Object.entries(counts)) {
+        const e = byName.get(name);
+        if (e) e.dropped += BigInt(n);
+        else staticDropped.set(name, (staticDropped.get(name) ?? 0n) + BigInt(n));
+      }
+    },
+
+    stats() {
+      return entries.map((e) => ({
+        name: e.def.name,
+        runs: e.runs,
+        failures: e.failures,
+        skippedTicks: e.skippedTicks,
+        running: e.running,
+      }));
+    },
+  };
+}
+
+function toError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
+/** One line for a status or log: the message plus the first cause's message, never a stack. */
+function describe(err: Error): string {
+  const cause = err.cause instanceof Error ? err.cause.message : undefined;
+  return cause && !err.message.includes(cause) ? `${err.message}: ${cause}` : err.message;
+}
