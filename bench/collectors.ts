@@ -4,12 +4,7 @@
  * are as cold as they are every 5 s in production. Prints a markdown table of median and p90 per run in µs (disk
  * also per mount) against the targets of the issue.
  *
- * Build and run with plain Node 20 (no tsx). Compiled inside the repository, `node_modules` and `"type": "module"`
- * resolve as usual:
- *   npx tsc -p tsconfig.json --noEmit false --outDir dist-bench && node dist-bench/bench/collectors.js
- * Compiled elsewhere (e.g. /tmp/spectra-bench-build), link node_modules and mark the folder as ESM first:
- *   ln -sfn "$PWD/node_modules" /tmp/spectra-bench-build/node_modules
- *   echo '{"type":"module"}' > /tmp/spectra-bench-build/package.json
+ * Run: `npm run bench:collectors -- [options]` (builds dist/ first; plain Node 20, no tsx).
  * Options: --runs 50, --gap-ms 200 (0 = back to back, for warm numbers), --warmup 5, --only cpu,disk.
  */
 import { silentLogger } from "../common/logger.js";

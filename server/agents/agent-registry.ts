@@ -42,6 +42,7 @@ export function createAgentRegistry(deps: { store: Store; logger: Logger; clock:
             lastSeen: timestampFromMs(a.lastSeenMs),
             pendingCommands: await store.countPendingCommands(a.host.hostname),
             collectors: a.collectors,
+            collectorStatus: a.collectorStatus,
           }),
         ),
       );

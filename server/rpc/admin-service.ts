@@ -3,6 +3,7 @@ import type { ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
   GetCommandResponseSchema,
+  GetLatestMetricsResponseSchema,
   ListAgentsResponseSchema,
   TriggerDiskResponseSchema,
   TriggerListMountsResponseSchema,
@@ -19,6 +20,7 @@ import {
 import { checkHostname } from "../agents/hostname.js";
 import { toCommandInfo } from "../commands/command-queue.js";
 import type { CommandParams } from "../commands/command-params.js";
+import { NotFoundError } from "../errors.js";
 import type { Services } from "../services.js";
 
 /** AdminService over the shared services. */
@@ -48,6 +50,14 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
     },
     async listAgents() {
       return create(ListAgentsResponseSchema, { agents: await s.agents.list() });
+    },
+    async getLatestMetrics(req) {
+      checkHostname(req.hostname);
+      if (!(await s.agents.isRegistered(req.hostname)) && (await s.store.countEnvelopes(req.hostname)) === 0) {
+        throw new NotFoundError(`no agent or metrics for host '${req.hostname}'`);
+      }
+      const latest = await s.store.latest(req.hostname);
+      return create(GetLatestMetricsResponseSchema, { envelopes: latest.map((l) => l.envelope) });
     },
     async getCommand(req) {
       return create(GetCommandResponseSchema, { command: toCommandInfo(await s.commands.get(req.commandId)) });

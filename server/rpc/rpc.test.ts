@@ -78,6 +78,9 @@ describe("AgentService and AdminService (in memory)", () => {
     expect(stored.map((e) => e.envelope.type)).toEqual(["memory", "memory"]);
     const agents = await admin.listAgents({});
     expect(agents.agents.map((a) => a.host?.hostname)).toEqual(["web-01"]);
+    const latest = await admin.getLatestMetrics({ hostname: "web-01" });
+    expect(latest.envelopes.map((e) => [e.type, e.timestamp?.nanos])).toEqual([["memory", 2_000_000]]);
+    expect(await codeOf(admin.getLatestMetrics({ hostname: "nobody" }))).toBe(Code.NotFound);
   });
 
   it("pushes a batch unary and refuses invalid ones with InvalidArgument", async () => {

@@ -10,13 +10,15 @@ import type { HostInfo } from "./agent_service_pb.js";
 import { file_spectra_v1_agent_service } from "./agent_service_pb.js";
 import type { CommandInfo, DiskUsageParams, FetchLogsParams, NetworkDiagParams } from "./diagnostics_pb.js";
 import { file_spectra_v1_diagnostics } from "./diagnostics_pb.js";
+import type { CollectorStatus, MetricEnvelope } from "./metrics_pb.js";
+import { file_spectra_v1_metrics } from "./metrics_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file spectra/v1/admin_service.proto.
  */
 export const file_spectra_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCLCAQoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJIj4KEkxpc3RBZ2VudHNSZXNwb25zZRIoCgZhZ2VudHMYASADKAsyGC5zcGVjdHJhLnYxLkFnZW50U3VtbWFyeSInChFHZXRDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIj4KEkdldENvbW1hbmRSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIpChNXYXRjaENvbW1hbmRSZXF1ZXN0EhIKCmNvbW1hbmRfaWQYASABKAkiQAoUV2F0Y2hDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8y2AQKDEFkbWluU2VydmljZRJOCgtUcmlnZ2VyTG9ncxIeLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyTG9nc1Jlc3BvbnNlEk4KC1RyaWdnZXJEaXNrEh4uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1JlcXVlc3QaHy5zcGVjdHJhLnYxLlRyaWdnZXJEaXNrUmVzcG9uc2USVwoOVHJpZ2dlck5ldHdvcmsSIS5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVxdWVzdBoiLnNwZWN0cmEudjEuVHJpZ2dlck5ldHdvcmtSZXNwb25zZRJgChFUcmlnZ2VyTGlzdE1vdW50cxIkLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXF1ZXN0GiUuc3BlY3RyYS52MS5UcmlnZ2VyTGlzdE1vdW50c1Jlc3BvbnNlEksKCkxpc3RBZ2VudHMSHS5zcGVjdHJhLnYxLkxpc3RBZ2VudHNSZXF1ZXN0Gh4uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJTCgxXYXRjaENvbW1hbmQSHy5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlcXVlc3QaIC5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_spectra_v1_agent_service, file_spectra_v1_diagnostics]);
+  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCL5AQoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJEjUKEGNvbGxlY3Rvcl9zdGF0dXMYBiADKAsyGy5zcGVjdHJhLnYxLkNvbGxlY3RvclN0YXR1cyI+ChJMaXN0QWdlbnRzUmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhguc3BlY3RyYS52MS5BZ2VudFN1bW1hcnkiKwoXR2V0TGF0ZXN0TWV0cmljc1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiSQoYR2V0TGF0ZXN0TWV0cmljc1Jlc3BvbnNlEi0KCWVudmVsb3BlcxgBIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUiJwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCSI+ChJHZXRDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iKQoTV2F0Y2hDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIkAKFFdhdGNoQ29tbWFuZFJlc3BvbnNlEigKB2NvbW1hbmQYASABKAsyFy5zcGVjdHJhLnYxLkNvbW1hbmRJbmZvMrcFCgxBZG1pblNlcnZpY2USTgoLVHJpZ2dlckxvZ3MSHi5zcGVjdHJhLnYxLlRyaWdnZXJMb2dzUmVxdWVzdBofLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXNwb25zZRJOCgtUcmlnZ2VyRGlzaxIeLnNwZWN0cmEudjEuVHJpZ2dlckRpc2tSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1Jlc3BvbnNlElcKDlRyaWdnZXJOZXR3b3JrEiEuc3BlY3RyYS52MS5UcmlnZ2VyTmV0d29ya1JlcXVlc3QaIi5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVzcG9uc2USYAoRVHJpZ2dlckxpc3RNb3VudHMSJC5zcGVjdHJhLnYxLlRyaWdnZXJMaXN0TW91bnRzUmVxdWVzdBolLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnNwZWN0cmEudjEuTGlzdEFnZW50c1Jlc3BvbnNlEl0KEEdldExhdGVzdE1ldHJpY3MSIy5zcGVjdHJhLnYxLkdldExhdGVzdE1ldHJpY3NSZXF1ZXN0GiQuc3BlY3RyYS52MS5HZXRMYXRlc3RNZXRyaWNzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJTCgxXYXRjaENvbW1hbmQSHy5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlcXVlc3QaIC5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_spectra_v1_agent_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
 
 /**
  * @generated from message spectra.v1.TriggerLogsRequest
@@ -214,6 +216,13 @@ export type AgentSummary = Message<"spectra.v1.AgentSummary"> & {
    * @generated from field: repeated string collectors = 5;
    */
   collectors: string[];
+
+  /**
+   * How each collector did on its last run, as the agent last reported it.
+   *
+   * @generated from field: repeated spectra.v1.CollectorStatus collector_status = 6;
+   */
+  collectorStatus: CollectorStatus[];
 };
 
 /**
@@ -241,6 +250,40 @@ export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PUR
   messageDesc(file_spectra_v1_admin_service, 10);
 
 /**
+ * @generated from message spectra.v1.GetLatestMetricsRequest
+ */
+export type GetLatestMetricsRequest = Message<"spectra.v1.GetLatestMetricsRequest"> & {
+  /**
+   * @generated from field: string hostname = 1;
+   */
+  hostname: string;
+};
+
+/**
+ * Describes the message spectra.v1.GetLatestMetricsRequest.
+ * Use `create(GetLatestMetricsRequestSchema)` to create a new message.
+ */
+export const GetLatestMetricsRequestSchema: GenMessage<GetLatestMetricsRequest> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 11);
+
+/**
+ * @generated from message spectra.v1.GetLatestMetricsResponse
+ */
+export type GetLatestMetricsResponse = Message<"spectra.v1.GetLatestMetricsResponse"> & {
+  /**
+   * @generated from field: repeated spectra.v1.MetricEnvelope envelopes = 1;
+   */
+  envelopes: MetricEnvelope[];
+};
+
+/**
+ * Describes the message spectra.v1.GetLatestMetricsResponse.
+ * Use `create(GetLatestMetricsResponseSchema)` to create a new message.
+ */
+export const GetLatestMetricsResponseSchema: GenMessage<GetLatestMetricsResponse> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 12);
+
+/**
  * @generated from message spectra.v1.GetCommandRequest
  */
 export type GetCommandRequest = Message<"spectra.v1.GetCommandRequest"> & {
@@ -255,7 +298,7 @@ export type GetCommandRequest = Message<"spectra.v1.GetCommandRequest"> & {
  * Use `create(GetCommandRequestSchema)` to create a new message.
  */
 export const GetCommandRequestSchema: GenMessage<GetCommandRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 11);
+  messageDesc(file_spectra_v1_admin_service, 13);
 
 /**
  * @generated from message spectra.v1.GetCommandResponse
@@ -272,7 +315,7 @@ export type GetCommandResponse = Message<"spectra.v1.GetCommandResponse"> & {
  * Use `create(GetCommandResponseSchema)` to create a new message.
  */
 export const GetCommandResponseSchema: GenMessage<GetCommandResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 12);
+  messageDesc(file_spectra_v1_admin_service, 14);
 
 /**
  * @generated from message spectra.v1.WatchCommandRequest
@@ -289,7 +332,7 @@ export type WatchCommandRequest = Message<"spectra.v1.WatchCommandRequest"> & {
  * Use `create(WatchCommandRequestSchema)` to create a new message.
  */
 export const WatchCommandRequestSchema: GenMessage<WatchCommandRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 13);
+  messageDesc(file_spectra_v1_admin_service, 15);
 
 /**
  * @generated from message spectra.v1.WatchCommandResponse
@@ -306,7 +349,7 @@ export type WatchCommandResponse = Message<"spectra.v1.WatchCommandResponse"> & 
  * Use `create(WatchCommandResponseSchema)` to create a new message.
  */
 export const WatchCommandResponseSchema: GenMessage<WatchCommandResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 14);
+  messageDesc(file_spectra_v1_admin_service, 16);
 
 /**
  * AdminService is what admins call: trigger diagnostics, follow them, list agents.
@@ -353,6 +396,16 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentsRequestSchema;
     output: typeof ListAgentsResponseSchema;
+  },
+  /**
+   * GetLatestMetrics returns the newest envelope of every metric type and series of a host.
+   *
+   * @generated from rpc spectra.v1.AdminService.GetLatestMetrics
+   */
+  getLatestMetrics: {
+    methodKind: "unary";
+    input: typeof GetLatestMetricsRequestSchema;
+    output: typeof GetLatestMetricsResponseSchema;
   },
   /**
    * GetCommand returns a command's state and, once it finished, its result.
