@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../gen/spectra/v1/admin_service_pb.js";
 import { CommandState } from "../gen/spectra/v1/diagnostics_pb.js";
+import { CollectorHealth } from "../gen/spectra/v1/metrics_pb.js";
 import { startTestApp } from "../server/testing/app.js";
 
 const AGENT = join(import.meta.dirname, "..", "dist", "agent", "main.js");
@@ -99,11 +100,17 @@ describe("agent ↔ server end to end", () => {
     expect([...types].sort()).toEqual([...CORE].sort());
 
     const admin = createClient(AdminService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" }));
-    const trig = await waitFor("registration", async () => {
+    // Registered with host info, and reporting each collector's health with its batches.
+    const summary = await waitFor("registration and collector status", async () => {
       const list = await admin.listAgents({});
-      return list.agents.some((a) => a.host?.hostname === "e2e-core") ? true : undefined;
+      const a = list.agents.find((x) => x.host?.hostname === "e2e-core");
+      return a && a.collectorStatus.length >= CORE.length ? a : undefined;
     });
-    expect(trig).toBe(true);
+    expect(summary.host?.os).toBe("linux");
+    expect(summary.host?.cpuCores).toBeGreaterThan(0);
+    const cpuStatus = summary.collectorStatus.find((c) => c.name === "cpu");
+    expect(cpuStatus?.health).toBe(CollectorHealth.OK);
+    expect(cpuStatus?.intervalMs).toBe(1_000);
     const t = await admin.triggerListMounts({ hostname: "e2e-core" });
     let final;
     for await (const m of admin.watchCommand({ commandId: t.command!.command!.id }, { timeoutMs: 20_000 })) final = m.command;
