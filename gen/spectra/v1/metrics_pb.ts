@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/metrics.proto.
  */
 export const file_spectra_v1_metrics: GenFile = /*@__PURE__*/
-  fileDesc("ChhzcGVjdHJhL3YxL21ldHJpY3MucHJvdG8SCnNwZWN0cmEudjEioAEKCkNwdU1ldHJpY3MSDQoFdXNhZ2UYASABKAESDQoFY29yZXMYAiADKAESDwoHbG9hZF8xbRgDIAEoARIUCgdsb2FkXzVtGAQgASgBSACIAQESFQoIbG9hZF8xNW0YBSABKAFIAYgBARIOCgZpb3dhaXQYBiABKAESDQoFc3RlYWwYByABKAFCCgoIX2xvYWRfNW1CCwoJX2xvYWRfMTVtIpoBCg1NZW1vcnlNZXRyaWNzEhEKCXJhbV90b3RhbBgBIAEoBBIQCghyYW1fdXNlZBgCIAEoBBIVCg1yYW1fYXZhaWxhYmxlGAMgASgEEhQKDHJhbV91c2VkX3BjdBgEIAEoARISCgpzd2FwX3RvdGFsGAUgASgEEhEKCXN3YXBfdXNlZBgGIAEoBBIQCghzd2FwX3BjdBgHIAEoASKsAgoLRGlza01ldHJpY3MSDgoGZGV2aWNlGAEgASgJEhIKCm1vdW50cG9pbnQYAiABKAkSEgoKZmlsZXN5c3RlbRgDIAEoCRIRCglkaXNrX3R5cGUYBCABKAkSEgoKZGlza190b3RhbBgFIAEoBBIRCglkaXNrX3VzZWQYBiABKAQSFgoOZGlza19hdmFpbGFibGUYByABKAQSFQoNZGlza191c2VkX3BjdBgIIAEoARIZCgxpbm9kZXNfdG90YWwYCSABKARIAIgBARIYCgtpbm9kZXNfdXNlZBgKIAEoBEgBiAEBEhcKCmlub2Rlc19wY3QYCyABKAFIAogBAUIPCg1faW5vZGVzX3RvdGFsQg4KDF9pbm9kZXNfdXNlZEINCgtfaW5vZGVzX3BjdCLlAQoNRGlza0lvTWV0cmljcxIOCgZkZXZpY2UYASABKAkSEgoKcmVhZF9ieXRlcxgCIAEoARITCgt3cml0ZV9ieXRlcxgDIAEoARIQCghyZWFkX29wcxgEIAEoARIRCgl3cml0ZV9vcHMYBSABKAESFAoMcmVhZF90aW1lX21zGAYgASgBEhUKDXdyaXRlX3RpbWVfbXMYByABKAESFgoOaW9faW5fcHJvZ3Jlc3MYCCABKAQSFwoPcmVhZF9sYXRlbmN5X21zGAkgASgBEhgKEHdyaXRlX2xhdGVuY3lfbXMYCiABKAEi6gEKDk5ldHdvcmtNZXRyaWNzEhEKCWludGVyZmFjZRgBIAEoCRITCgttYWNfYWRkcmVzcxgCIAEoCRILCgNtdHUYAyABKA0SDQoFc3BlZWQYBCABKAMSEAoIcnhfYnl0ZXMYBSABKAESEgoKcnhfcGFja2V0cxgGIAEoARIRCglyeF9lcnJvcnMYByABKAESEAoIcnhfZHJvcHMYCCABKAESEAoIdHhfYnl0ZXMYCSABKAESEgoKdHhfcGFja2V0cxgKIAEoARIRCgl0eF9lcnJvcnMYCyABKAESEAoIdHhfZHJvcHMYDCABKAEioAEKElRlbXBlcmF0dXJlTWV0cmljcxIOCgZzZW5zb3IYASABKAkSEwoLdGVtcGVyYXR1cmUYAiABKAESFQoIbWF4X3RlbXAYAyABKAFIAIgBARIWCgljcml0X3RlbXAYBCABKAFIAYgBARIMCgRjaGlwGAUgASgJEg0KBWxhYmVsGAYgASgJQgsKCV9tYXhfdGVtcEIMCgpfY3JpdF90ZW1wIlQKDVN5c3RlbU1ldHJpY3MSDgoGdXB0aW1lGAEgASgEEhEKCXByb2Nlc3NlcxgCIAEoDRINCgV1c2VycxgDIAEoDRIRCglib290X3RpbWUYBCABKAQiogIKC1Byb2Nlc3NJbmZvEgsKA3BpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2NwdV9wZXJjZW50GAMgASgBEhMKC21lbV9wZXJjZW50GAQgASgBEg8KB21lbV9yc3MYBSABKAQSDgoGc3RhdHVzGAYgASgJEhUKDXRocmVhZHNfdG90YWwYByABKA0SHAoPdGhyZWFkc19ydW5uaW5nGAggASgNSACIAQESHQoQdGhyZWFkc19ydW5uYWJsZRgJIAEoDUgBiAEBEhwKD3RocmVhZHNfd2FpdGluZxgKIAEoDUgCiAEBQhIKEF90aHJlYWRzX3J1bm5pbmdCEwoRX3RocmVhZHNfcnVubmFibGVCEgoQX3RocmVhZHNfd2FpdGluZyI5CgtQcm9jZXNzTGlzdBIqCglwcm9jZXNzZXMYASADKAsyFy5zcGVjdHJhLnYxLlByb2Nlc3NJbmZvInkKC1NlcnZpY2VJbmZvEgwKBG5hbWUYASABKAkSDgoGc3RhdHVzGAIgASgJEhIKCnN1Yl9zdGF0dXMYAyABKAkSEgoKbG9hZF9zdGF0ZRgEIAEoCRITCgtkZXNjcmlwdGlvbhgFIAEoCRIPCgdlbmFibGVkGAYgASgJIjgKC1NlcnZpY2VMaXN0EikKCHNlcnZpY2VzGAEgAygLMhcuc3BlY3RyYS52MS5TZXJ2aWNlSW5mbyK3AQoLV2lmaU1ldHJpY3MSEQoJaW50ZXJmYWNlGAEgASgJEgwKBHNzaWQYAiABKAkSEgoKc2lnbmFsX2RibRgDIAEoARIUCgxsaW5rX3F1YWxpdHkYBCABKAESFQoNZnJlcXVlbmN5X2doehgFIAEoARIUCgxiaXRyYXRlX21icHMYBiABKAESHAoPcnhfYml0cmF0ZV9tYnBzGAcgASgBSACIAQFCEgoQX3J4X2JpdHJhdGVfbWJwcyLVAgoNQ29udGFpbmVySW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKBWltYWdlGAMgASgJSACIAQESDQoFc3RhdGUYBCABKAkSDgoGc291cmNlGAUgASgJEgwKBGtpbmQYBiABKAkSEwoLY3B1X3BlcmNlbnQYByABKAESHAoPY3B1X2xpbWl0X2NvcmVzGAggASgBSAGIAQESFAoMbWVtb3J5X2J5dGVzGAkgASgEEhkKDG1lbW9yeV9saW1pdBgKIAEoBEgCiAEBEhkKDG5ldF9yeF9ieXRlcxgLIAEoBEgDiAEBEhkKDG5ldF90eF9ieXRlcxgMIAEoBEgEiAEBQggKBl9pbWFnZUISChBfY3B1X2xpbWl0X2NvcmVzQg8KDV9tZW1vcnlfbGltaXRCDwoNX25ldF9yeF9ieXRlc0IPCg1fbmV0X3R4X2J5dGVzIj4KDUNvbnRhaW5lckxpc3QSLQoKY29udGFpbmVycxgBIAMoCzIZLnNwZWN0cmEudjEuQ29udGFpbmVySW5mbyJQCg9BcHBsaWNhdGlvbkluZm8SDAoEbmFtZRgBIAEoCRIPCgd2ZXJzaW9uGAIgASgJEhMKBnZlbmRvchgDIAEoCUgAiAEBQgkKB192ZW5kb3IiRAoPQXBwbGljYXRpb25MaXN0EjEKDGFwcGxpY2F0aW9ucxgBIAMoCzIbLnNwZWN0cmEudjEuQXBwbGljYXRpb25JbmZvIqoDCg5UaHJvdHRsZVN0YXR1cxIZCgx1bmRlcnZvbHRhZ2UYASABKAhIAIgBARIcCg9hcm1fZnJlcV9jYXBwZWQYAiABKAhIAYgBARIWCgl0aHJvdHRsZWQYAyABKAhIAogBARIcCg9zb2Z0X3RlbXBfbGltaXQYBCABKAhIA4gBARIiChV1bmRlcnZvbHRhZ2Vfb2NjdXJyZWQYBSABKAhIBIgBARIeChFmcmVxX2NhcF9vY2N1cnJlZBgGIAEoCEgFiAEBEh8KEnRocm90dGxlZF9vY2N1cnJlZBgHIAEoCEgGiAEBEh8KEnNvZnRfdGVtcF9vY2N1cnJlZBgIIAEoCEgHiAEBQg8KDV91bmRlcnZvbHRhZ2VCEgoQX2FybV9mcmVxX2NhcHBlZEIMCgpfdGhyb3R0bGVkQhIKEF9zb2Z0X3RlbXBfbGltaXRCGAoWX3VuZGVydm9sdGFnZV9vY2N1cnJlZEIUChJfZnJlcV9jYXBfb2NjdXJyZWRCFQoTX3Rocm90dGxlZF9vY2N1cnJlZEIVChNfc29mdF90ZW1wX29jY3VycmVkIo4BCgxDbG9ja01ldHJpY3MSGAoLYXJtX2ZyZXFfaHoYASABKARIAIgBARIZCgxjb3JlX2ZyZXFfaHoYAiABKARIAYgBARIYCgtncHVfZnJlcV9oehgDIAEoBEgCiAEBQg4KDF9hcm1fZnJlcV9oekIPCg1fY29yZV9mcmVxX2h6Qg4KDF9ncHVfZnJlcV9oeiLCAQoOVm9sdGFnZU1ldHJpY3MSFwoKY29yZV92b2x0cxgBIAEoAUgAiAEBEhoKDXNkcmFtX2Nfdm9sdHMYAiABKAFIAYgBARIaCg1zZHJhbV9pX3ZvbHRzGAMgASgBSAKIAQESGgoNc2RyYW1fcF92b2x0cxgEIAEoAUgDiAEBQg0KC19jb3JlX3ZvbHRzQhAKDl9zZHJhbV9jX3ZvbHRzQhAKDl9zZHJhbV9pX3ZvbHRzQhAKDl9zZHJhbV9wX3ZvbHRzImUKCUdwdU1lbW9yeRIaCg1ncHVfbWVtX3RvdGFsGAEgASgESACIAQESGQoMZ3B1X21lbV91c2VkGAIgASgESAGIAQFCEAoOX2dwdV9tZW1fdG90YWxCDwoNX2dwdV9tZW1fdXNlZCJRCg1QZW5kaW5nVXBkYXRlEgwKBG5hbWUYASABKAkSFAoHdmVyc2lvbhgCIAEoCUgAiAEBEhAKCHNlY3VyaXR5GAMgASgIQgoKCF92ZXJzaW9uIpwBCgxVcGRhdGVTdGF0dXMSFQoNcGVuZGluZ19jb3VudBgBIAEoDRIWCg5zZWN1cml0eV9jb3VudBgCIAEoDRIXCg9yZWJvb3RfcmVxdWlyZWQYAyABKAgSFwoPcGFja2FnZV9tYW5hZ2VyGAQgASgJEisKCHBhY2thZ2VzGAUgAygLMhkuc3BlY3RyYS52MS5QZW5kaW5nVXBkYXRlIowICg5NZXRyaWNFbnZlbG9wZRIMCgR0eXBlGAEgASgJEi0KCXRpbWVzdGFtcBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIaG9zdG5hbWUYAyABKAkSJQoDY3B1GAogASgLMhYuc3BlY3RyYS52MS5DcHVNZXRyaWNzSAASKwoGbWVtb3J5GAsgASgLMhkuc3BlY3RyYS52MS5NZW1vcnlNZXRyaWNzSAASJwoEZGlzaxgMIAEoCzIXLnNwZWN0cmEudjEuRGlza01ldHJpY3NIABIsCgdkaXNrX2lvGA0gASgLMhkuc3BlY3RyYS52MS5EaXNrSW9NZXRyaWNzSAASLQoHbmV0d29yaxgOIAEoCzIaLnNwZWN0cmEudjEuTmV0d29ya01ldHJpY3NIABI1Cgt0ZW1wZXJhdHVyZRgPIAEoCzIeLnNwZWN0cmEudjEuVGVtcGVyYXR1cmVNZXRyaWNzSAASKwoGc3lzdGVtGBAgASgLMhkuc3BlY3RyYS52MS5TeXN0ZW1NZXRyaWNzSAASLwoMcHJvY2Vzc19saXN0GBEgASgLMhcuc3BlY3RyYS52MS5Qcm9jZXNzTGlzdEgAEi8KDHNlcnZpY2VfbGlzdBgSIAEoCzIXLnNwZWN0cmEudjEuU2VydmljZUxpc3RIABInCgR3aWZpGBMgASgLMhcuc3BlY3RyYS52MS5XaWZpTWV0cmljc0gAEjMKDmNvbnRhaW5lcl9saXN0GBQgASgLMhkuc3BlY3RyYS52MS5Db250YWluZXJMaXN0SAASNwoQYXBwbGljYXRpb25fbGlzdBgVIAEoCzIbLnNwZWN0cmEudjEuQXBwbGljYXRpb25MaXN0SAASLgoIdGhyb3R0bGUYFiABKAsyGi5zcGVjdHJhLnYxLlRocm90dGxlU3RhdHVzSAASKQoFY2xvY2sYFyABKAsyGC5zcGVjdHJhLnYxLkNsb2NrTWV0cmljc0gAEi0KB3ZvbHRhZ2UYGCABKAsyGi5zcGVjdHJhLnYxLlZvbHRhZ2VNZXRyaWNzSAASJAoDZ3B1GBkgASgLMhUuc3BlY3RyYS52MS5HcHVNZW1vcnlIABIxCg11cGRhdGVfc3RhdHVzGBogASgLMhguc3BlY3RyYS52MS5VcGRhdGVTdGF0dXNIABIqCgdwcm9jZXNzGBsgASgLMhcuc3BlY3RyYS52MS5Qcm9jZXNzSW5mb0gAEioKB3NlcnZpY2UYHCABKAsyFy5zcGVjdHJhLnYxLlNlcnZpY2VJbmZvSAASLgoJY29udGFpbmVyGB0gASgLMhkuc3BlY3RyYS52MS5Db250YWluZXJJbmZvSABCCQoHcGF5bG9hZCLXAQoPQ29sbGVjdG9yU3RhdHVzEgwKBG5hbWUYASABKAkSKwoGaGVhbHRoGAIgASgOMhsuc3BlY3RyYS52MS5Db2xsZWN0b3JIZWFsdGgSDQoFZXJyb3IYAyABKAkSGAoQbGFzdF9kdXJhdGlvbl91cxgEIAEoDRIwCgxsYXN0X3N1Y2Nlc3MYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2ludGVydmFsX21zGAYgASgNEhkKEWRyb3BwZWRfZW52ZWxvcGVzGAcgASgEIqsBCgtNZXRyaWNCYXRjaBIQCghob3N0bmFtZRgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhAKCHNlcXVlbmNlGAMgASgEEi0KCWVudmVsb3BlcxgEIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUSNQoQY29sbGVjdG9yX3N0YXR1cxgFIAMoCzIbLnNwZWN0cmEudjEuQ29sbGVjdG9yU3RhdHVzKqUBCg9Db2xsZWN0b3JIZWFsdGgSIAocQ09MTEVDVE9SX0hFQUxUSF9VTlNQRUNJRklFRBAAEhcKE0NPTExFQ1RPUl9IRUFMVEhfT0sQARIaChZDT0xMRUNUT1JfSEVBTFRIX0VSUk9SEAISHAoYQ09MTEVDVE9SX0hFQUxUSF9OT19EQVRBEAMSHQoZQ09MTEVDVE9SX0hFQUxUSF9ESVNBQkxFRBAEYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChhzcGVjdHJhL3YxL21ldHJpY3MucHJvdG8SCnNwZWN0cmEudjEioAEKCkNwdU1ldHJpY3MSDQoFdXNhZ2UYASABKAESDQoFY29yZXMYAiADKAESDwoHbG9hZF8xbRgDIAEoARIUCgdsb2FkXzVtGAQgASgBSACIAQESFQoIbG9hZF8xNW0YBSABKAFIAYgBARIOCgZpb3dhaXQYBiABKAESDQoFc3RlYWwYByABKAFCCgoIX2xvYWRfNW1CCwoJX2xvYWRfMTVtIpoBCg1NZW1vcnlNZXRyaWNzEhEKCXJhbV90b3RhbBgBIAEoBBIQCghyYW1fdXNlZBgCIAEoBBIVCg1yYW1fYXZhaWxhYmxlGAMgASgEEhQKDHJhbV91c2VkX3BjdBgEIAEoARISCgpzd2FwX3RvdGFsGAUgASgEEhEKCXN3YXBfdXNlZBgGIAEoBBIQCghzd2FwX3BjdBgHIAEoASKsAgoLRGlza01ldHJpY3MSDgoGZGV2aWNlGAEgASgJEhIKCm1vdW50cG9pbnQYAiABKAkSEgoKZmlsZXN5c3RlbRgDIAEoCRIRCglkaXNrX3R5cGUYBCABKAkSEgoKZGlza190b3RhbBgFIAEoBBIRCglkaXNrX3VzZWQYBiABKAQSFgoOZGlza19hdmFpbGFibGUYByABKAQSFQoNZGlza191c2VkX3BjdBgIIAEoARIZCgxpbm9kZXNfdG90YWwYCSABKARIAIgBARIYCgtpbm9kZXNfdXNlZBgKIAEoBEgBiAEBEhcKCmlub2Rlc19wY3QYCyABKAFIAogBAUIPCg1faW5vZGVzX3RvdGFsQg4KDF9pbm9kZXNfdXNlZEINCgtfaW5vZGVzX3BjdCLlAQoNRGlza0lvTWV0cmljcxIOCgZkZXZpY2UYASABKAkSEgoKcmVhZF9ieXRlcxgCIAEoARITCgt3cml0ZV9ieXRlcxgDIAEoARIQCghyZWFkX29wcxgEIAEoARIRCgl3cml0ZV9vcHMYBSABKAESFAoMcmVhZF90aW1lX21zGAYgASgBEhUKDXdyaXRlX3RpbWVfbXMYByABKAESFgoOaW9faW5fcHJvZ3Jlc3MYCCABKAQSFwoPcmVhZF9sYXRlbmN5X21zGAkgASgBEhgKEHdyaXRlX2xhdGVuY3lfbXMYCiABKAEi6gEKDk5ldHdvcmtNZXRyaWNzEhEKCWludGVyZmFjZRgBIAEoCRITCgttYWNfYWRkcmVzcxgCIAEoCRILCgNtdHUYAyABKA0SDQoFc3BlZWQYBCABKAMSEAoIcnhfYnl0ZXMYBSABKAESEgoKcnhfcGFja2V0cxgGIAEoARIRCglyeF9lcnJvcnMYByABKAESEAoIcnhfZHJvcHMYCCABKAESEAoIdHhfYnl0ZXMYCSABKAESEgoKdHhfcGFja2V0cxgKIAEoARIRCgl0eF9lcnJvcnMYCyABKAESEAoIdHhfZHJvcHMYDCABKAEioAEKElRlbXBlcmF0dXJlTWV0cmljcxIOCgZzZW5zb3IYASABKAkSEwoLdGVtcGVyYXR1cmUYAiABKAESFQoIbWF4X3RlbXAYAyABKAFIAIgBARIWCgljcml0X3RlbXAYBCABKAFIAYgBARIMCgRjaGlwGAUgASgJEg0KBWxhYmVsGAYgASgJQgsKCV9tYXhfdGVtcEIMCgpfY3JpdF90ZW1wIlQKDVN5c3RlbU1ldHJpY3MSDgoGdXB0aW1lGAEgASgEEhEKCXByb2Nlc3NlcxgCIAEoDRINCgV1c2VycxgDIAEoDRIRCglib290X3RpbWUYBCABKAQirwMKC1Byb2Nlc3NJbmZvEgsKA3BpZBgBIAEoBRIMCgRuYW1lGAIgASgJEhMKC2NwdV9wZXJjZW50GAMgASgBEhMKC21lbV9wZXJjZW50GAQgASgBEg8KB21lbV9yc3MYBSABKAQSDgoGc3RhdHVzGAYgASgJEhUKDXRocmVhZHNfdG90YWwYByABKA0SHAoPdGhyZWFkc19ydW5uaW5nGAggASgNSACIAQESHQoQdGhyZWFkc19ydW5uYWJsZRgJIAEoDUgBiAEBEhwKD3RocmVhZHNfd2FpdGluZxgKIAEoDUgCiAEBEg0KBXN0YXRlGAsgASgJEkUKEHRocmVhZHNfYnlfc3RhdGUYDCADKAsyKy5zcGVjdHJhLnYxLlByb2Nlc3NJbmZvLlRocmVhZHNCeVN0YXRlRW50cnkaNQoTVGhyZWFkc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBQhIKEF90aHJlYWRzX3J1bm5pbmdCEwoRX3RocmVhZHNfcnVubmFibGVCEgoQX3RocmVhZHNfd2FpdGluZyLrAgoLUHJvY2Vzc0xpc3QSKgoJcHJvY2Vzc2VzGAEgAygLMhcuc3BlY3RyYS52MS5Qcm9jZXNzSW5mbxIXCg90b3RhbF9wcm9jZXNzZXMYAiABKA0SFQoNdG90YWxfdGhyZWFkcxgDIAEoDRJJChJwcm9jZXNzZXNfYnlfc3RhdGUYBCADKAsyLS5zcGVjdHJhLnYxLlByb2Nlc3NMaXN0LlByb2Nlc3Nlc0J5U3RhdGVFbnRyeRJFChB0aHJlYWRzX2J5X3N0YXRlGAUgAygLMisuc3BlY3RyYS52MS5Qcm9jZXNzTGlzdC5UaHJlYWRzQnlTdGF0ZUVudHJ5GjcKFVByb2Nlc3Nlc0J5U3RhdGVFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBGjUKE1RocmVhZHNCeVN0YXRlRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ASJ5CgtTZXJ2aWNlSW5mbxIMCgRuYW1lGAEgASgJEg4KBnN0YXR1cxgCIAEoCRISCgpzdWJfc3RhdHVzGAMgASgJEhIKCmxvYWRfc3RhdGUYBCABKAkSEwoLZGVzY3JpcHRpb24YBSABKAkSDwoHZW5hYmxlZBgGIAEoCSJJCgtTZXJ2aWNlTGlzdBIpCghzZXJ2aWNlcxgBIAMoCzIXLnNwZWN0cmEudjEuU2VydmljZUluZm8SDwoHbWFuYWdlchgCIAEoCSK3AQoLV2lmaU1ldHJpY3MSEQoJaW50ZXJmYWNlGAEgASgJEgwKBHNzaWQYAiABKAkSEgoKc2lnbmFsX2RibRgDIAEoARIUCgxsaW5rX3F1YWxpdHkYBCABKAESFQoNZnJlcXVlbmN5X2doehgFIAEoARIUCgxiaXRyYXRlX21icHMYBiABKAESHAoPcnhfYml0cmF0ZV9tYnBzGAcgASgBSACIAQFCEgoQX3J4X2JpdHJhdGVfbWJwcyLtBAoNQ29udGFpbmVySW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKBWltYWdlGAMgASgJSACIAQESDQoFc3RhdGUYBCABKAkSDgoGc291cmNlGAUgASgJEgwKBGtpbmQYBiABKAkSEwoLY3B1X3BlcmNlbnQYByABKAESHAoPY3B1X2xpbWl0X2NvcmVzGAggASgBSAGIAQESFAoMbWVtb3J5X2J5dGVzGAkgASgEEhkKDG1lbW9yeV9saW1pdBgKIAEoBEgCiAEBEhkKDG5ldF9yeF9ieXRlcxgLIAEoBEgDiAEBEhkKDG5ldF90eF9ieXRlcxgMIAEoBEgEiAEBEhUKCHJlc3RhcnRzGA0gASgNSAWIAQESEwoGaGVhbHRoGA4gASgJSAaIAQESFwoKZGlza19ieXRlcxgPIAEoBEgHiAEBEhcKCmRpc2tfbGltaXQYECABKARICIgBARIbCg51cHRpbWVfc2Vjb25kcxgRIAEoBEgJiAEBEhgKC25ldF9yeF9yYXRlGBIgASgBSAqIAQESGAoLbmV0X3R4X3JhdGUYEyABKAFIC4gBAUIICgZfaW1hZ2VCEgoQX2NwdV9saW1pdF9jb3Jlc0IPCg1fbWVtb3J5X2xpbWl0Qg8KDV9uZXRfcnhfYnl0ZXNCDwoNX25ldF90eF9ieXRlc0ILCglfcmVzdGFydHNCCQoHX2hlYWx0aEINCgtfZGlza19ieXRlc0INCgtfZGlza19saW1pdEIRCg9fdXB0aW1lX3NlY29uZHNCDgoMX25ldF9yeF9yYXRlQg4KDF9uZXRfdHhfcmF0ZSI+Cg1Db250YWluZXJMaXN0Ei0KCmNvbnRhaW5lcnMYASADKAsyGS5zcGVjdHJhLnYxLkNvbnRhaW5lckluZm8ifAoPQXBwbGljYXRpb25JbmZvEgwKBG5hbWUYASABKAkSDwoHdmVyc2lvbhgCIAEoCRITCgZ2ZW5kb3IYAyABKAlIAIgBARIOCgZzb3VyY2UYBCABKAkSEQoEYXJjaBgFIAEoCUgBiAEBQgkKB192ZW5kb3JCBwoFX2FyY2giWwoRQXBwbGljYXRpb25DaGFuZ2USDAoEbmFtZRgBIAEoCRIOCgZzb3VyY2UYAiABKAkSFAoMZnJvbV92ZXJzaW9uGAMgASgJEhIKCnRvX3ZlcnNpb24YBCABKAkizwEKD0FwcGxpY2F0aW9uTGlzdBIxCgxhcHBsaWNhdGlvbnMYASADKAsyGy5zcGVjdHJhLnYxLkFwcGxpY2F0aW9uSW5mbxIqCgVhZGRlZBgCIAMoCzIbLnNwZWN0cmEudjEuQXBwbGljYXRpb25JbmZvEiwKB3JlbW92ZWQYAyADKAsyGy5zcGVjdHJhLnYxLkFwcGxpY2F0aW9uSW5mbxIvCgh1cGdyYWRlZBgEIAMoCzIdLnNwZWN0cmEudjEuQXBwbGljYXRpb25DaGFuZ2UiqgMKDlRocm90dGxlU3RhdHVzEhkKDHVuZGVydm9sdGFnZRgBIAEoCEgAiAEBEhwKD2FybV9mcmVxX2NhcHBlZBgCIAEoCEgBiAEBEhYKCXRocm90dGxlZBgDIAEoCEgCiAEBEhwKD3NvZnRfdGVtcF9saW1pdBgEIAEoCEgDiAEBEiIKFXVuZGVydm9sdGFnZV9vY2N1cnJlZBgFIAEoCEgEiAEBEh4KEWZyZXFfY2FwX29jY3VycmVkGAYgASgISAWIAQESHwoSdGhyb3R0bGVkX29jY3VycmVkGAcgASgISAaIAQESHwoSc29mdF90ZW1wX29jY3VycmVkGAggASgISAeIAQFCDwoNX3VuZGVydm9sdGFnZUISChBfYXJtX2ZyZXFfY2FwcGVkQgwKCl90aHJvdHRsZWRCEgoQX3NvZnRfdGVtcF9saW1pdEIYChZfdW5kZXJ2b2x0YWdlX29jY3VycmVkQhQKEl9mcmVxX2NhcF9vY2N1cnJlZEIVChNfdGhyb3R0bGVkX29jY3VycmVkQhUKE19zb2Z0X3RlbXBfb2NjdXJyZWQijgEKDENsb2NrTWV0cmljcxIYCgthcm1fZnJlcV9oehgBIAEoBEgAiAEBEhkKDGNvcmVfZnJlcV9oehgCIAEoBEgBiAEBEhgKC2dwdV9mcmVxX2h6GAMgASgESAKIAQFCDgoMX2FybV9mcmVxX2h6Qg8KDV9jb3JlX2ZyZXFfaHpCDgoMX2dwdV9mcmVxX2h6IsIBCg5Wb2x0YWdlTWV0cmljcxIXCgpjb3JlX3ZvbHRzGAEgASgBSACIAQESGgoNc2RyYW1fY192b2x0cxgCIAEoAUgBiAEBEhoKDXNkcmFtX2lfdm9sdHMYAyABKAFIAogBARIaCg1zZHJhbV9wX3ZvbHRzGAQgASgBSAOIAQFCDQoLX2NvcmVfdm9sdHNCEAoOX3NkcmFtX2Nfdm9sdHNCEAoOX3NkcmFtX2lfdm9sdHNCEAoOX3NkcmFtX3Bfdm9sdHMiZQoJR3B1TWVtb3J5EhoKDWdwdV9tZW1fdG90YWwYASABKARIAIgBARIZCgxncHVfbWVtX3VzZWQYAiABKARIAYgBAUIQCg5fZ3B1X21lbV90b3RhbEIPCg1fZ3B1X21lbV91c2VkIlEKDVBlbmRpbmdVcGRhdGUSDAoEbmFtZRgBIAEoCRIUCgd2ZXJzaW9uGAIgASgJSACIAQESEAoIc2VjdXJpdHkYAyABKAhCCgoIX3ZlcnNpb24inAEKDFVwZGF0ZVN0YXR1cxIVCg1wZW5kaW5nX2NvdW50GAEgASgNEhYKDnNlY3VyaXR5X2NvdW50GAIgASgNEhcKD3JlYm9vdF9yZXF1aXJlZBgDIAEoCBIXCg9wYWNrYWdlX21hbmFnZXIYBCABKAkSKwoIcGFja2FnZXMYBSADKAsyGS5zcGVjdHJhLnYxLlBlbmRpbmdVcGRhdGUijAgKDk1ldHJpY0VudmVsb3BlEgwKBHR5cGUYASABKAkSLQoJdGltZXN0YW1wGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghob3N0bmFtZRgDIAEoCRIlCgNjcHUYCiABKAsyFi5zcGVjdHJhLnYxLkNwdU1ldHJpY3NIABIrCgZtZW1vcnkYCyABKAsyGS5zcGVjdHJhLnYxLk1lbW9yeU1ldHJpY3NIABInCgRkaXNrGAwgASgLMhcuc3BlY3RyYS52MS5EaXNrTWV0cmljc0gAEiwKB2Rpc2tfaW8YDSABKAsyGS5zcGVjdHJhLnYxLkRpc2tJb01ldHJpY3NIABItCgduZXR3b3JrGA4gASgLMhouc3BlY3RyYS52MS5OZXR3b3JrTWV0cmljc0gAEjUKC3RlbXBlcmF0dXJlGA8gASgLMh4uc3BlY3RyYS52MS5UZW1wZXJhdHVyZU1ldHJpY3NIABIrCgZzeXN0ZW0YECABKAsyGS5zcGVjdHJhLnYxLlN5c3RlbU1ldHJpY3NIABIvCgxwcm9jZXNzX2xpc3QYESABKAsyFy5zcGVjdHJhLnYxLlByb2Nlc3NMaXN0SAASLwoMc2VydmljZV9saXN0GBIgASgLMhcuc3BlY3RyYS52MS5TZXJ2aWNlTGlzdEgAEicKBHdpZmkYEyABKAsyFy5zcGVjdHJhLnYxLldpZmlNZXRyaWNzSAASMwoOY29udGFpbmVyX2xpc3QYFCABKAsyGS5zcGVjdHJhLnYxLkNvbnRhaW5lckxpc3RIABI3ChBhcHBsaWNhdGlvbl9saXN0GBUgASgLMhsuc3BlY3RyYS52MS5BcHBsaWNhdGlvbkxpc3RIABIuCgh0aHJvdHRsZRgWIAEoCzIaLnNwZWN0cmEudjEuVGhyb3R0bGVTdGF0dXNIABIpCgVjbG9jaxgXIAEoCzIYLnNwZWN0cmEudjEuQ2xvY2tNZXRyaWNzSAASLQoHdm9sdGFnZRgYIAEoCzIaLnNwZWN0cmEudjEuVm9sdGFnZU1ldHJpY3NIABIkCgNncHUYGSABKAsyFS5zcGVjdHJhLnYxLkdwdU1lbW9yeUgAEjEKDXVwZGF0ZV9zdGF0dXMYGiABKAsyGC5zcGVjdHJhLnYxLlVwZGF0ZVN0YXR1c0gAEioKB3Byb2Nlc3MYGyABKAsyFy5zcGVjdHJhLnYxLlByb2Nlc3NJbmZvSAASKgoHc2VydmljZRgcIAEoCzIXLnNwZWN0cmEudjEuU2VydmljZUluZm9IABIuCgljb250YWluZXIYHSABKAsyGS5zcGVjdHJhLnYxLkNvbnRhaW5lckluZm9IAEIJCgdwYXlsb2FkItcBCg9Db2xsZWN0b3JTdGF0dXMSDAoEbmFtZRgBIAEoCRIrCgZoZWFsdGgYAiABKA4yGy5zcGVjdHJhLnYxLkNvbGxlY3RvckhlYWx0aBINCgVlcnJvchgDIAEoCRIYChBsYXN0X2R1cmF0aW9uX3VzGAQgASgNEjAKDGxhc3Rfc3VjY2VzcxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEwoLaW50ZXJ2YWxfbXMYBiABKA0SGQoRZHJvcHBlZF9lbnZlbG9wZXMYByABKAQiqwEKC01ldHJpY0JhdGNoEhAKCGhvc3RuYW1lGAEgASgJEhIKCnNlc3Npb25faWQYAiABKAkSEAoIc2VxdWVuY2UYAyABKAQSLQoJZW52ZWxvcGVzGAQgAygLMhouc3BlY3RyYS52MS5NZXRyaWNFbnZlbG9wZRI1ChBjb2xsZWN0b3Jfc3RhdHVzGAUgAygLMhsuc3BlY3RyYS52MS5Db2xsZWN0b3JTdGF0dXMqpQEKD0NvbGxlY3RvckhlYWx0aBIgChxDT0xMRUNUT1JfSEVBTFRIX1VOU1BFQ0lGSUVEEAASFwoTQ09MTEVDVE9SX0hFQUxUSF9PSxABEhoKFkNPTExFQ1RPUl9IRUFMVEhfRVJST1IQAhIcChhDT0xMRUNUT1JfSEVBTFRIX05PX0RBVEEQAxIdChlDT0xMRUNUT1JfSEVBTFRIX0RJU0FCTEVEEARiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * CpuMetrics is the `cpu` payload.
@@ -478,6 +478,20 @@ export type ProcessInfo = Message<"spectra.v1.ProcessInfo"> & {
    * @generated from field: optional uint32 threads_waiting = 10;
    */
   threadsWaiting?: number | undefined;
+
+  /**
+   * Kernel state letter (R, S, D, Z, T, t, X, I) or the Windows equivalent.
+   *
+   * @generated from field: string state = 11;
+   */
+  state: string;
+
+  /**
+   * Thread counts by kernel state letter, where the platform exposes them.
+   *
+   * @generated from field: map<string, uint32> threads_by_state = 12;
+   */
+  threadsByState: { [key: string]: number };
 };
 
 /**
@@ -494,9 +508,33 @@ export const ProcessInfoSchema: GenMessage<ProcessInfo> = /*@__PURE__*/
  */
 export type ProcessList = Message<"spectra.v1.ProcessList"> & {
   /**
+   * The top N by CPU and the top N by memory (a process in both appears once).
+   *
    * @generated from field: repeated spectra.v1.ProcessInfo processes = 1;
    */
   processes: ProcessInfo[];
+
+  /**
+   * @generated from field: uint32 total_processes = 2;
+   */
+  totalProcesses: number;
+
+  /**
+   * @generated from field: uint32 total_threads = 3;
+   */
+  totalThreads: number;
+
+  /**
+   * Whole-host counts by kernel state letter.
+   *
+   * @generated from field: map<string, uint32> processes_by_state = 4;
+   */
+  processesByState: { [key: string]: number };
+
+  /**
+   * @generated from field: map<string, uint32> threads_by_state = 5;
+   */
+  threadsByState: { [key: string]: number };
 };
 
 /**
@@ -540,7 +578,8 @@ export type ServiceInfo = Message<"spectra.v1.ServiceInfo"> & {
   description: string;
 
   /**
-   * Enablement (systemd) or start mode (Windows), when known.
+   * Enablement (systemd: enabled, disabled, static, masked, ...) or start mode (Windows: auto,
+   * auto-delayed, manual, disabled), when known.
    *
    * @generated from field: string enabled = 6;
    */
@@ -564,6 +603,13 @@ export type ServiceList = Message<"spectra.v1.ServiceList"> & {
    * @generated from field: repeated spectra.v1.ServiceInfo services = 1;
    */
   services: ServiceInfo[];
+
+  /**
+   * "systemd", "windows" (the service manager the list came from).
+   *
+   * @generated from field: string manager = 2;
+   */
+  manager: string;
 };
 
 /**
@@ -691,6 +737,45 @@ export type ContainerInfo = Message<"spectra.v1.ContainerInfo"> & {
    * @generated from field: optional uint64 net_tx_bytes = 12;
    */
   netTxBytes?: bigint | undefined;
+
+  /**
+   * @generated from field: optional uint32 restarts = 13;
+   */
+  restarts?: number | undefined;
+
+  /**
+   * Docker health: "healthy", "unhealthy", "starting"; absent without a health check.
+   *
+   * @generated from field: optional string health = 14;
+   */
+  health?: string | undefined;
+
+  /**
+   * @generated from field: optional uint64 disk_bytes = 15;
+   */
+  diskBytes?: bigint | undefined;
+
+  /**
+   * @generated from field: optional uint64 disk_limit = 16;
+   */
+  diskLimit?: bigint | undefined;
+
+  /**
+   * @generated from field: optional uint64 uptime_seconds = 17;
+   */
+  uptimeSeconds?: bigint | undefined;
+
+  /**
+   * Network byte rates over the interval (bytes per second).
+   *
+   * @generated from field: optional double net_rx_rate = 18;
+   */
+  netRxRate?: number | undefined;
+
+  /**
+   * @generated from field: optional double net_tx_rate = 19;
+   */
+  netTxRate?: number | undefined;
 };
 
 /**
@@ -739,6 +824,18 @@ export type ApplicationInfo = Message<"spectra.v1.ApplicationInfo"> & {
    * @generated from field: optional string vendor = 3;
    */
   vendor?: string | undefined;
+
+  /**
+   * "dpkg", "rpm", "apk", "pacman", "snap", "flatpak", "registry".
+   *
+   * @generated from field: string source = 4;
+   */
+  source: string;
+
+  /**
+   * @generated from field: optional string arch = 5;
+   */
+  arch?: string | undefined;
 };
 
 /**
@@ -749,15 +846,68 @@ export const ApplicationInfoSchema: GenMessage<ApplicationInfo> = /*@__PURE__*/
   messageDesc(file_spectra_v1_metrics, 14);
 
 /**
+ * ApplicationChange is one upgraded (or downgraded) application.
+ *
+ * @generated from message spectra.v1.ApplicationChange
+ */
+export type ApplicationChange = Message<"spectra.v1.ApplicationChange"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string source = 2;
+   */
+  source: string;
+
+  /**
+   * @generated from field: string from_version = 3;
+   */
+  fromVersion: string;
+
+  /**
+   * @generated from field: string to_version = 4;
+   */
+  toVersion: string;
+};
+
+/**
+ * Describes the message spectra.v1.ApplicationChange.
+ * Use `create(ApplicationChangeSchema)` to create a new message.
+ */
+export const ApplicationChangeSchema: GenMessage<ApplicationChange> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_metrics, 15);
+
+/**
  * ApplicationList is the `application_list` payload.
  *
  * @generated from message spectra.v1.ApplicationList
  */
 export type ApplicationList = Message<"spectra.v1.ApplicationList"> & {
   /**
+   * The full inventory.
+   *
    * @generated from field: repeated spectra.v1.ApplicationInfo applications = 1;
    */
   applications: ApplicationInfo[];
+
+  /**
+   * Changes since the inventory this agent sent before (empty on the first one).
+   *
+   * @generated from field: repeated spectra.v1.ApplicationInfo added = 2;
+   */
+  added: ApplicationInfo[];
+
+  /**
+   * @generated from field: repeated spectra.v1.ApplicationInfo removed = 3;
+   */
+  removed: ApplicationInfo[];
+
+  /**
+   * @generated from field: repeated spectra.v1.ApplicationChange upgraded = 4;
+   */
+  upgraded: ApplicationChange[];
 };
 
 /**
@@ -765,7 +915,7 @@ export type ApplicationList = Message<"spectra.v1.ApplicationList"> & {
  * Use `create(ApplicationListSchema)` to create a new message.
  */
 export const ApplicationListSchema: GenMessage<ApplicationList> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 15);
+  messageDesc(file_spectra_v1_metrics, 16);
 
 /**
  * ThrottleStatus is the Raspberry Pi `throttle` payload.
@@ -819,7 +969,7 @@ export type ThrottleStatus = Message<"spectra.v1.ThrottleStatus"> & {
  * Use `create(ThrottleStatusSchema)` to create a new message.
  */
 export const ThrottleStatusSchema: GenMessage<ThrottleStatus> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 16);
+  messageDesc(file_spectra_v1_metrics, 17);
 
 /**
  * ClockMetrics is the Raspberry Pi `clock` payload.
@@ -848,7 +998,7 @@ export type ClockMetrics = Message<"spectra.v1.ClockMetrics"> & {
  * Use `create(ClockMetricsSchema)` to create a new message.
  */
 export const ClockMetricsSchema: GenMessage<ClockMetrics> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 17);
+  messageDesc(file_spectra_v1_metrics, 18);
 
 /**
  * VoltageMetrics is the Raspberry Pi `voltage` payload.
@@ -882,7 +1032,7 @@ export type VoltageMetrics = Message<"spectra.v1.VoltageMetrics"> & {
  * Use `create(VoltageMetricsSchema)` to create a new message.
  */
 export const VoltageMetricsSchema: GenMessage<VoltageMetrics> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 18);
+  messageDesc(file_spectra_v1_metrics, 19);
 
 /**
  * GpuMemory is the Raspberry Pi `gpu` payload.
@@ -906,7 +1056,7 @@ export type GpuMemory = Message<"spectra.v1.GpuMemory"> & {
  * Use `create(GpuMemorySchema)` to create a new message.
  */
 export const GpuMemorySchema: GenMessage<GpuMemory> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 19);
+  messageDesc(file_spectra_v1_metrics, 20);
 
 /**
  * PendingUpdate is one package with an update available.
@@ -935,7 +1085,7 @@ export type PendingUpdate = Message<"spectra.v1.PendingUpdate"> & {
  * Use `create(PendingUpdateSchema)` to create a new message.
  */
 export const PendingUpdateSchema: GenMessage<PendingUpdate> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 20);
+  messageDesc(file_spectra_v1_metrics, 21);
 
 /**
  * UpdateStatus is the `update_status` payload (the original agent sent it as `updates`).
@@ -974,7 +1124,7 @@ export type UpdateStatus = Message<"spectra.v1.UpdateStatus"> & {
  * Use `create(UpdateStatusSchema)` to create a new message.
  */
 export const UpdateStatusSchema: GenMessage<UpdateStatus> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 21);
+  messageDesc(file_spectra_v1_metrics, 22);
 
 /**
  * MetricEnvelope wraps one metric sample. `type` is the legacy type name and
@@ -1129,7 +1279,7 @@ export type MetricEnvelope = Message<"spectra.v1.MetricEnvelope"> & {
  * Use `create(MetricEnvelopeSchema)` to create a new message.
  */
 export const MetricEnvelopeSchema: GenMessage<MetricEnvelope> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 22);
+  messageDesc(file_spectra_v1_metrics, 23);
 
 /**
  * CollectorStatus reports how one agent collector is doing.
@@ -1180,7 +1330,7 @@ export type CollectorStatus = Message<"spectra.v1.CollectorStatus"> & {
  * Use `create(CollectorStatusSchema)` to create a new message.
  */
 export const CollectorStatusSchema: GenMessage<CollectorStatus> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 23);
+  messageDesc(file_spectra_v1_metrics, 24);
 
 /**
  * MetricBatch is what an agent sends: envelopes plus a sequence number that lets
@@ -1226,7 +1376,7 @@ export type MetricBatch = Message<"spectra.v1.MetricBatch"> & {
  * Use `create(MetricBatchSchema)` to create a new message.
  */
 export const MetricBatchSchema: GenMessage<MetricBatch> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_metrics, 24);
+  messageDesc(file_spectra_v1_metrics, 25);
 
 /**
  * CollectorHealth is the state of one collector's last run.
