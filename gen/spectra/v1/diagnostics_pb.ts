@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/diagnostics.proto.
  */
 export const file_spectra_v1_diagnostics: GenFile = /*@__PURE__*/
-  fileDesc("ChxzcGVjdHJhL3YxL2RpYWdub3N0aWNzLnByb3RvEgpzcGVjdHJhLnYxIq0BCg9GZXRjaExvZ3NQYXJhbXMSJwoJbWluX2xldmVsGAEgASgOMhQuc3BlY3RyYS52MS5Mb2dMZXZlbBIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVuaXQYBCABKAkSDQoFbGltaXQYBSABKA0iSQoPRGlza1VzYWdlUGFyYW1zEgwKBHBhdGgYASABKAkSDQoFdG9wX24YAiABKA0SGQoRY3Jvc3NfZmlsZXN5c3RlbXMYAyABKAgiEgoQTGlzdE1vdW50c1BhcmFtcyJdChFOZXR3b3JrRGlhZ1BhcmFtcxIpCgZhY3Rpb24YASABKA4yGS5zcGVjdHJhLnYxLk5ldHdvcmtBY3Rpb24SDgoGdGFyZ2V0GAIgASgJEg0KBWNvdW50GAMgASgNIsgCCgdDb21tYW5kEgoKAmlkGAEgASgJEiUKBHR5cGUYAiABKA4yFy5zcGVjdHJhLnYxLkNvbW1hbmRUeXBlEjEKCmZldGNoX2xvZ3MYCiABKAsyGy5zcGVjdHJhLnYxLkZldGNoTG9nc1BhcmFtc0gAEjEKCmRpc2tfdXNhZ2UYCyABKAsyGy5zcGVjdHJhLnYxLkRpc2tVc2FnZVBhcmFtc0gAEjMKC2xpc3RfbW91bnRzGAwgASgLMhwuc3BlY3RyYS52MS5MaXN0TW91bnRzUGFyYW1zSAASNQoMbmV0d29ya19kaWFnGA0gASgLMh0uc3BlY3RyYS52MS5OZXR3b3JrRGlhZ1BhcmFtc0gAEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQggKBnBhcmFtcyKTAQoITG9nRW50cnkSEQoJdGltZXN0YW1wGAEgASgDEg4KBnNvdXJjZRgCIAEoCRINCgVsZXZlbBgDIAEoCRIPCgdtZXNzYWdlGAQgASgJEhAKA3BpZBgFIAEoBUgAiAEBEhkKDHByb2Nlc3NfbmFtZRgGIAEoCUgBiAEBQgYKBF9waWRCDwoNX3Byb2Nlc3NfbmFtZSI4Cg9GZXRjaExvZ3NSZXN1bHQSJQoHZW50cmllcxgBIAMoCzIULnNwZWN0cmEudjEuTG9nRW50cnkiRAoIRGlyVXNhZ2USDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgEEhIKBWNvdW50GAMgASgESACIAQFCCAoGX2NvdW50IicKCUZpbGVVc2FnZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQiiQIKD0Rpc2tVc2FnZVJlc3VsdBIMCgRyb290GAEgASgJEiYKCHRvcF9kaXJzGAIgAygLMhQuc3BlY3RyYS52MS5EaXJVc2FnZRIoCgl0b3BfZmlsZXMYAyADKAsyFS5zcGVjdHJhLnYxLkZpbGVVc2FnZRIUCgxzY2FubmVkX2RpcnMYBCABKAQSFQoNc2Nhbm5lZF9maWxlcxgFIAEoBBITCgtlcnJvcl9jb3VudBgGIAEoBBIPCgdwYXJ0aWFsGAcgASgIEhMKC2R1cmF0aW9uX21zGAggASgDEi4KCnNjYW5uZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlAKCU1vdW50SW5mbxISCgptb3VudHBvaW50GAEgASgJEg4KBmRldmljZRgCIAEoCRIOCgZmc3R5cGUYAyABKAkSDwoHb3B0aW9ucxgEIAEoCSI5ChBMaXN0TW91bnRzUmVzdWx0EiUKBm1vdW50cxgBIAMoCzIVLnNwZWN0cmEudjEuTW91bnRJbmZvIrQBCgxOZXRzdGF0RW50cnkSDQoFcHJvdG8YASABKAkSEgoKbG9jYWxfYWRkchgCIAEoCRISCgpsb2NhbF9wb3J0GAMgASgNEhMKC3JlbW90ZV9hZGRyGAQgASgJEhMKC3JlbW90ZV9wb3J0GAUgASgNEg0KBXN0YXRlGAYgASgJEhEKBHVzZXIYByABKA1IAIgBARIQCgNwaWQYCCABKA1IAYgBAUIHCgVfdXNlckIGCgRfcGlkInMKClBpbmdSZXN1bHQSCwoDc2VxGAEgASgFEg8KB3N1Y2Nlc3MYAiABKAgSCwoDcnR0GAMgASgDEhAKCHJlc3BvbnNlGAQgASgJEgwKBHBlZXIYBSABKAkSEQoEY29kZRgGIAEoBUgAiAEBQgcKBV9jb2RlIqABChFOZXR3b3JrRGlhZ1Jlc3VsdBIOCgZhY3Rpb24YASABKAkSDgoGdGFyZ2V0GAIgASgJEhIKCnJhd19vdXRwdXQYAyABKAkSKQoHbmV0c3RhdBgEIAMoCzIYLnNwZWN0cmEudjEuTmV0c3RhdEVudHJ5EiwKDHBpbmdfcmVzdWx0cxgFIAMoCzIWLnNwZWN0cmEudjEuUGluZ1Jlc3VsdCK2AgoOQ29tbWFuZE91dGNvbWUSEgoKY29tbWFuZF9pZBgBIAEoCRIlCgR0eXBlGAIgASgOMhcuc3BlY3RyYS52MS5Db21tYW5kVHlwZRINCgVlcnJvchgDIAEoCRIxCgpmZXRjaF9sb2dzGAogASgLMhsuc3BlY3RyYS52MS5GZXRjaExvZ3NSZXN1bHRIABIxCgpkaXNrX3VzYWdlGAsgASgLMhsuc3BlY3RyYS52MS5EaXNrVXNhZ2VSZXN1bHRIABIzCgtsaXN0X21vdW50cxgMIAEoCzIcLnNwZWN0cmEudjEuTGlzdE1vdW50c1Jlc3VsdEgAEjUKDG5ldHdvcmtfZGlhZxgNIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdSZXN1bHRIAEIICgZyZXN1bHQi/gEKC0NvbW1hbmRJbmZvEiQKB2NvbW1hbmQYASABKAsyEy5zcGVjdHJhLnYxLkNvbW1hbmQSEAoIaG9zdG5hbWUYAiABKAkSJwoFc3RhdGUYAyABKA4yGC5zcGVjdHJhLnYxLkNvbW1hbmRTdGF0ZRIwCgxkZWxpdmVyZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ZpbmlzaGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdvdXRjb21lGAYgASgLMhouc3BlY3RyYS52MS5Db21tYW5kT3V0Y29tZSrCAQoLQ29tbWFuZFR5cGUSHAoYQ09NTUFORF9UWVBFX1VOU1BFQ0lGSUVEEAASGwoXQ09NTUFORF9UWVBFX0ZFVENIX0xPR1MQARIbChdDT01NQU5EX1RZUEVfRElTS19VU0FHRRACEhwKGENPTU1BTkRfVFlQRV9MSVNUX01PVU5UUxADEh0KGUNPTU1BTkRfVFlQRV9ORVRXT1JLX0RJQUcQBBIeChpDT01NQU5EX1RZUEVfUkVTVEFSVF9BR0VOVBAFKtYBCghMb2dMZXZlbBIZChVMT0dfTEVWRUxfVU5TUEVDSUZJRUQQABIXChNMT0dfTEVWRUxfRU1FUkdFTkNZEAESEwoPTE9HX0xFVkVMX0FMRVJUEAISFgoSTE9HX0xFVkVMX0NSSVRJQ0FMEAMSEwoPTE9HX0xFVkVMX0VSUk9SEAQSFQoRTE9HX0xFVkVMX1dBUk5JTkcQBRIUChBMT0dfTEVWRUxfTk9USUNFEAYSEgoOTE9HX0xFVkVMX0lORk8QBxITCg9MT0dfTEVWRUxfREVCVUcQCCqfAQoNTmV0d29ya0FjdGlvbhIeChpORVRXT1JLX0FDVElPTl9VTlNQRUNJRklFRBAAEhcKE05FVFdPUktfQUNUSU9OX1BJTkcQARIaChZORVRXT1JLX0FDVElPTl9DT05ORUNUEAISGgoWTkVUV09SS19BQ1RJT05fTkVUU1RBVBADEh0KGU5FVFdPUktfQUNUSU9OX1RSQUNFUk9VVEUQBCq2AQoMQ29tbWFuZFN0YXRlEh0KGUNPTU1BTkRfU1RBVEVfVU5TUEVDSUZJRUQQABIYChRDT01NQU5EX1NUQVRFX1FVRVVFRBABEhsKF0NPTU1BTkRfU1RBVEVfREVMSVZFUkVEEAISGwoXQ09NTUFORF9TVEFURV9DT01QTEVURUQQAxIYChRDT01NQU5EX1NUQVRFX0ZBSUxFRBAEEhkKFUNPTU1BTkRfU1RBVEVfRVhQSVJFRBAFYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("ChxzcGVjdHJhL3YxL2RpYWdub3N0aWNzLnByb3RvEgpzcGVjdHJhLnYxIq0BCg9GZXRjaExvZ3NQYXJhbXMSJwoJbWluX2xldmVsGAEgASgOMhQuc3BlY3RyYS52MS5Mb2dMZXZlbBIpCgVzaW5jZRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoFdW50aWwYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEgwKBHVuaXQYBCABKAkSDQoFbGltaXQYBSABKA0idQoPRGlza1VzYWdlUGFyYW1zEgwKBHBhdGgYASABKAkSDQoFdG9wX24YAiABKA0SGQoRY3Jvc3NfZmlsZXN5c3RlbXMYAyABKAgSEQoJbWF4X2ZpbGVzGAQgASgNEhcKD3RpbWVvdXRfc2Vjb25kcxgFIAEoDSISChBMaXN0TW91bnRzUGFyYW1zIoMBChFOZXR3b3JrRGlhZ1BhcmFtcxIpCgZhY3Rpb24YASABKA4yGS5zcGVjdHJhLnYxLk5ldHdvcmtBY3Rpb24SDgoGdGFyZ2V0GAIgASgJEg0KBWNvdW50GAMgASgNEhIKCnRpbWVvdXRfbXMYBCABKA0SEAoIbWF4X2hvcHMYBSABKA0iyAIKB0NvbW1hbmQSCgoCaWQYASABKAkSJQoEdHlwZRgCIAEoDjIXLnNwZWN0cmEudjEuQ29tbWFuZFR5cGUSMQoKZmV0Y2hfbG9ncxgKIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zSAASMQoKZGlza191c2FnZRgLIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zSAASMwoLbGlzdF9tb3VudHMYDCABKAsyHC5zcGVjdHJhLnYxLkxpc3RNb3VudHNQYXJhbXNIABI1CgxuZXR3b3JrX2RpYWcYDSABKAsyHS5zcGVjdHJhLnYxLk5ldHdvcmtEaWFnUGFyYW1zSAASLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCCAoGcGFyYW1zIpMBCghMb2dFbnRyeRIRCgl0aW1lc3RhbXAYASABKAMSDgoGc291cmNlGAIgASgJEg0KBWxldmVsGAMgASgJEg8KB21lc3NhZ2UYBCABKAkSEAoDcGlkGAUgASgFSACIAQESGQoMcHJvY2Vzc19uYW1lGAYgASgJSAGIAQFCBgoEX3BpZEIPCg1fcHJvY2Vzc19uYW1lIkgKD0ZldGNoTG9nc1Jlc3VsdBIlCgdlbnRyaWVzGAEgAygLMhQuc3BlY3RyYS52MS5Mb2dFbnRyeRIOCgZzb3VyY2UYAiABKAkiRAoIRGlyVXNhZ2USDAoEcGF0aBgBIAEoCRIMCgRzaXplGAIgASgEEhIKBWNvdW50GAMgASgESACIAQFCCAoGX2NvdW50IicKCUZpbGVVc2FnZRIMCgRwYXRoGAEgASgJEgwKBHNpemUYAiABKAQiiQIKD0Rpc2tVc2FnZVJlc3VsdBIMCgRyb290GAEgASgJEiYKCHRvcF9kaXJzGAIgAygLMhQuc3BlY3RyYS52MS5EaXJVc2FnZRIoCgl0b3BfZmlsZXMYAyADKAsyFS5zcGVjdHJhLnYxLkZpbGVVc2FnZRIUCgxzY2FubmVkX2RpcnMYBCABKAQSFQoNc2Nhbm5lZF9maWxlcxgFIAEoBBITCgtlcnJvcl9jb3VudBgGIAEoBBIPCgdwYXJ0aWFsGAcgASgIEhMKC2R1cmF0aW9uX21zGAggASgDEi4KCnNjYW5uZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIlAKCU1vdW50SW5mbxISCgptb3VudHBvaW50GAEgASgJEg4KBmRldmljZRgCIAEoCRIOCgZmc3R5cGUYAyABKAkSDwoHb3B0aW9ucxgEIAEoCSI5ChBMaXN0TW91bnRzUmVzdWx0EiUKBm1vdW50cxgBIAMoCzIVLnNwZWN0cmEudjEuTW91bnRJbmZvItYBCgxOZXRzdGF0RW50cnkSDQoFcHJvdG8YASABKAkSEgoKbG9jYWxfYWRkchgCIAEoCRISCgpsb2NhbF9wb3J0GAMgASgNEhMKC3JlbW90ZV9hZGRyGAQgASgJEhMKC3JlbW90ZV9wb3J0GAUgASgNEg0KBXN0YXRlGAYgASgJEhEKBHVzZXIYByABKA1IAIgBARIQCgNwaWQYCCABKA1IAYgBARIUCgdwcm9jZXNzGAkgASgJSAKIAQFCBwoFX3VzZXJCBgoEX3BpZEIKCghfcHJvY2VzcyJzCgpQaW5nUmVzdWx0EgsKA3NlcRgBIAEoBRIPCgdzdWNjZXNzGAIgASgIEgsKA3J0dBgDIAEoAxIQCghyZXNwb25zZRgEIAEoCRIMCgRwZWVyGAUgASgJEhEKBGNvZGUYBiABKAVIAIgBAUIHCgVfY29kZSKLAQoLUGluZ1N1bW1hcnkSEwoLdHJhbnNtaXR0ZWQYASABKA0SEAoIcmVjZWl2ZWQYAiABKA0SEAoIbG9zc19wY3QYAyABKAESDwoHcnR0X21pbhgEIAEoAxIPCgdydHRfYXZnGAUgASgDEg8KB3J0dF9tYXgYBiABKAMSEAoIcnR0X21kZXYYByABKAMiSQoKVHJhY2VQcm9iZRIPCgdhZGRyZXNzGAEgASgJEhAKCGhvc3RuYW1lGAIgASgJEhAKA3J0dBgDIAEoA0gAiAEBQgYKBF9ydHQiRAoNVHJhY2Vyb3V0ZUhvcBILCgN0dGwYASABKA0SJgoGcHJvYmVzGAIgAygLMhYuc3BlY3RyYS52MS5UcmFjZVByb2JlIoYCChFOZXR3b3JrRGlhZ1Jlc3VsdBIOCgZhY3Rpb24YASABKAkSDgoGdGFyZ2V0GAIgASgJEhIKCnJhd19vdXRwdXQYAyABKAkSKQoHbmV0c3RhdBgEIAMoCzIYLnNwZWN0cmEudjEuTmV0c3RhdEVudHJ5EiwKDHBpbmdfcmVzdWx0cxgFIAMoCzIWLnNwZWN0cmEudjEuUGluZ1Jlc3VsdBItCgxwaW5nX3N1bW1hcnkYBiABKAsyFy5zcGVjdHJhLnYxLlBpbmdTdW1tYXJ5EicKBGhvcHMYByADKAsyGS5zcGVjdHJhLnYxLlRyYWNlcm91dGVIb3ASDAoEdG9vbBgIIAEoCSLeAgoOQ29tbWFuZE91dGNvbWUSEgoKY29tbWFuZF9pZBgBIAEoCRIlCgR0eXBlGAIgASgOMhcuc3BlY3RyYS52MS5Db21tYW5kVHlwZRINCgVlcnJvchgDIAEoCRIRCgl0cnVuY2F0ZWQYBCABKAgSEwoLZHVyYXRpb25fbXMYBSABKA0SMQoKZmV0Y2hfbG9ncxgKIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUmVzdWx0SAASMQoKZGlza191c2FnZRgLIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUmVzdWx0SAASMwoLbGlzdF9tb3VudHMYDCABKAsyHC5zcGVjdHJhLnYxLkxpc3RNb3VudHNSZXN1bHRIABI1CgxuZXR3b3JrX2RpYWcYDSABKAsyHS5zcGVjdHJhLnYxLk5ldHdvcmtEaWFnUmVzdWx0SABCCAoGcmVzdWx0IpQCCgtDb21tYW5kSW5mbxIkCgdjb21tYW5kGAEgASgLMhMuc3BlY3RyYS52MS5Db21tYW5kEhAKCGhvc3RuYW1lGAIgASgJEicKBXN0YXRlGAMgASgOMhguc3BlY3RyYS52MS5Db21tYW5kU3RhdGUSMAoMZGVsaXZlcmVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoHb3V0Y29tZRgGIAEoCzIaLnNwZWN0cmEudjEuQ29tbWFuZE91dGNvbWUSFAoMcmVxdWVzdGVkX2J5GAcgASgJKsIBCgtDb21tYW5kVHlwZRIcChhDT01NQU5EX1RZUEVfVU5TUEVDSUZJRUQQABIbChdDT01NQU5EX1RZUEVfRkVUQ0hfTE9HUxABEhsKF0NPTU1BTkRfVFlQRV9ESVNLX1VTQUdFEAISHAoYQ09NTUFORF9UWVBFX0xJU1RfTU9VTlRTEAMSHQoZQ09NTUFORF9UWVBFX05FVFdPUktfRElBRxAEEh4KGkNPTU1BTkRfVFlQRV9SRVNUQVJUX0FHRU5UEAUq1gEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhcKE0xPR19MRVZFTF9FTUVSR0VOQ1kQARITCg9MT0dfTEVWRUxfQUxFUlQQAhIWChJMT0dfTEVWRUxfQ1JJVElDQUwQAxITCg9MT0dfTEVWRUxfRVJST1IQBBIVChFMT0dfTEVWRUxfV0FSTklORxAFEhQKEExPR19MRVZFTF9OT1RJQ0UQBhISCg5MT0dfTEVWRUxfSU5GTxAHEhMKD0xPR19MRVZFTF9ERUJVRxAIKp8BCg1OZXR3b3JrQWN0aW9uEh4KGk5FVFdPUktfQUNUSU9OX1VOU1BFQ0lGSUVEEAASFwoTTkVUV09SS19BQ1RJT05fUElORxABEhoKFk5FVFdPUktfQUNUSU9OX0NPTk5FQ1QQAhIaChZORVRXT1JLX0FDVElPTl9ORVRTVEFUEAMSHQoZTkVUV09SS19BQ1RJT05fVFJBQ0VST1VURRAEKrYBCgxDb21tYW5kU3RhdGUSHQoZQ09NTUFORF9TVEFURV9VTlNQRUNJRklFRBAAEhgKFENPTU1BTkRfU1RBVEVfUVVFVUVEEAESGwoXQ09NTUFORF9TVEFURV9ERUxJVkVSRUQQAhIbChdDT01NQU5EX1NUQVRFX0NPTVBMRVRFRBADEhgKFENPTU1BTkRfU1RBVEVfRkFJTEVEEAQSGQoVQ09NTUFORF9TVEFURV9FWFBJUkVEEAViBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * FetchLogsParams asks for system logs at or above a severity.
@@ -83,6 +83,20 @@ export type DiskUsageParams = Message<"spectra.v1.DiskUsageParams"> & {
    * @generated from field: bool cross_filesystems = 3;
    */
   crossFilesystems: boolean;
+
+  /**
+   * Stop after this many files (result marked partial); 0 means the agent's default.
+   *
+   * @generated from field: uint32 max_files = 4;
+   */
+  maxFiles: number;
+
+  /**
+   * Stop after this long (result marked partial); 0 means the agent's default.
+   *
+   * @generated from field: uint32 timeout_seconds = 5;
+   */
+  timeoutSeconds: number;
 };
 
 /**
@@ -131,6 +145,20 @@ export type NetworkDiagParams = Message<"spectra.v1.NetworkDiagParams"> & {
    * @generated from field: uint32 count = 3;
    */
   count: number;
+
+  /**
+   * Per-attempt timeout (connect, ping reply); 0 means the agent's default.
+   *
+   * @generated from field: uint32 timeout_ms = 4;
+   */
+  timeoutMs: number;
+
+  /**
+   * Traceroute hop limit; 0 means the agent's default.
+   *
+   * @generated from field: uint32 max_hops = 5;
+   */
+  maxHops: number;
 };
 
 /**
@@ -254,6 +282,13 @@ export type FetchLogsResult = Message<"spectra.v1.FetchLogsResult"> & {
    * @generated from field: repeated spectra.v1.LogEntry entries = 1;
    */
   entries: LogEntry[];
+
+  /**
+   * Where the entries came from: "journal", "syslog", "kmsg", "eventlog".
+   *
+   * @generated from field: string source = 2;
+   */
+  source: string;
 };
 
 /**
@@ -477,6 +512,11 @@ export type NetstatEntry = Message<"spectra.v1.NetstatEntry"> & {
    * @generated from field: optional uint32 pid = 8;
    */
   pid?: number | undefined;
+
+  /**
+   * @generated from field: optional string process = 9;
+   */
+  process?: string | undefined;
 };
 
 /**
@@ -535,6 +575,112 @@ export const PingResultSchema: GenMessage<PingResult> = /*@__PURE__*/
   messageDesc(file_spectra_v1_diagnostics, 13);
 
 /**
+ * PingSummary sums up a ping run.
+ *
+ * @generated from message spectra.v1.PingSummary
+ */
+export type PingSummary = Message<"spectra.v1.PingSummary"> & {
+  /**
+   * @generated from field: uint32 transmitted = 1;
+   */
+  transmitted: number;
+
+  /**
+   * @generated from field: uint32 received = 2;
+   */
+  received: number;
+
+  /**
+   * @generated from field: double loss_pct = 3;
+   */
+  lossPct: number;
+
+  /**
+   * Round-trip times in nanoseconds.
+   *
+   * @generated from field: int64 rtt_min = 4;
+   */
+  rttMin: bigint;
+
+  /**
+   * @generated from field: int64 rtt_avg = 5;
+   */
+  rttAvg: bigint;
+
+  /**
+   * @generated from field: int64 rtt_max = 6;
+   */
+  rttMax: bigint;
+
+  /**
+   * @generated from field: int64 rtt_mdev = 7;
+   */
+  rttMdev: bigint;
+};
+
+/**
+ * Describes the message spectra.v1.PingSummary.
+ * Use `create(PingSummarySchema)` to create a new message.
+ */
+export const PingSummarySchema: GenMessage<PingSummary> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_diagnostics, 14);
+
+/**
+ * TraceProbe is one probe of a traceroute hop.
+ *
+ * @generated from message spectra.v1.TraceProbe
+ */
+export type TraceProbe = Message<"spectra.v1.TraceProbe"> & {
+  /**
+   * @generated from field: string address = 1;
+   */
+  address: string;
+
+  /**
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * Round-trip time in nanoseconds; absent when the probe timed out.
+   *
+   * @generated from field: optional int64 rtt = 3;
+   */
+  rtt?: bigint | undefined;
+};
+
+/**
+ * Describes the message spectra.v1.TraceProbe.
+ * Use `create(TraceProbeSchema)` to create a new message.
+ */
+export const TraceProbeSchema: GenMessage<TraceProbe> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_diagnostics, 15);
+
+/**
+ * TracerouteHop is one hop (TTL) of a traceroute.
+ *
+ * @generated from message spectra.v1.TracerouteHop
+ */
+export type TracerouteHop = Message<"spectra.v1.TracerouteHop"> & {
+  /**
+   * @generated from field: uint32 ttl = 1;
+   */
+  ttl: number;
+
+  /**
+   * @generated from field: repeated spectra.v1.TraceProbe probes = 2;
+   */
+  probes: TraceProbe[];
+};
+
+/**
+ * Describes the message spectra.v1.TracerouteHop.
+ * Use `create(TracerouteHopSchema)` to create a new message.
+ */
+export const TracerouteHopSchema: GenMessage<TracerouteHop> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_diagnostics, 16);
+
+/**
  * NetworkDiagResult is the outcome of a network diagnostic.
  *
  * @generated from message spectra.v1.NetworkDiagResult
@@ -566,6 +712,23 @@ export type NetworkDiagResult = Message<"spectra.v1.NetworkDiagResult"> & {
    * @generated from field: repeated spectra.v1.PingResult ping_results = 5;
    */
   pingResults: PingResult[];
+
+  /**
+   * @generated from field: spectra.v1.PingSummary ping_summary = 6;
+   */
+  pingSummary?: PingSummary | undefined;
+
+  /**
+   * @generated from field: repeated spectra.v1.TracerouteHop hops = 7;
+   */
+  hops: TracerouteHop[];
+
+  /**
+   * The program that produced the output ("ping", "traceroute", "tracepath", "tracert", "proc", ...).
+   *
+   * @generated from field: string tool = 8;
+   */
+  tool: string;
 };
 
 /**
@@ -573,7 +736,7 @@ export type NetworkDiagResult = Message<"spectra.v1.NetworkDiagResult"> & {
  * Use `create(NetworkDiagResultSchema)` to create a new message.
  */
 export const NetworkDiagResultSchema: GenMessage<NetworkDiagResult> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_diagnostics, 14);
+  messageDesc(file_spectra_v1_diagnostics, 17);
 
 /**
  * CommandOutcome is what an agent answers for one command.
@@ -597,6 +760,20 @@ export type CommandOutcome = Message<"spectra.v1.CommandOutcome"> & {
    * @generated from field: string error = 3;
    */
   error: string;
+
+  /**
+   * The result was cut at the agent's output cap.
+   *
+   * @generated from field: bool truncated = 4;
+   */
+  truncated: boolean;
+
+  /**
+   * How long the diagnostic ran on the agent.
+   *
+   * @generated from field: uint32 duration_ms = 5;
+   */
+  durationMs: number;
 
   /**
    * @generated from oneof spectra.v1.CommandOutcome.result
@@ -633,7 +810,7 @@ export type CommandOutcome = Message<"spectra.v1.CommandOutcome"> & {
  * Use `create(CommandOutcomeSchema)` to create a new message.
  */
 export const CommandOutcomeSchema: GenMessage<CommandOutcome> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_diagnostics, 15);
+  messageDesc(file_spectra_v1_diagnostics, 18);
 
 /**
  * CommandInfo is a command as the server tracks it.
@@ -672,6 +849,13 @@ export type CommandInfo = Message<"spectra.v1.CommandInfo"> & {
    * @generated from field: spectra.v1.CommandOutcome outcome = 6;
    */
   outcome?: CommandOutcome | undefined;
+
+  /**
+   * Who triggered it (the admin token's name once authentication exists; "legacy-rest" or "connect" before).
+   *
+   * @generated from field: string requested_by = 7;
+   */
+  requestedBy: string;
 };
 
 /**
@@ -679,7 +863,7 @@ export type CommandInfo = Message<"spectra.v1.CommandInfo"> & {
  * Use `create(CommandInfoSchema)` to create a new message.
  */
 export const CommandInfoSchema: GenMessage<CommandInfo> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_diagnostics, 16);
+  messageDesc(file_spectra_v1_diagnostics, 19);
 
 /**
  * CommandType names a diagnostic; the legacy names are FETCH_LOGS, DISK_USAGE,
