@@ -14,7 +14,7 @@ import { createHostAccess } from "../agent/host/index.js";
 import { ProcFile } from "../agent/host/proc-file.js";
 
 /** Targets from the issue, µs per run (disk: per mount). */
-const TARGET_US: Record<CollectorName, number> = {
+const TARGET_US: Partial<Record<CollectorName, number>> = {
   cpu: 30,
   memory: 40,
   disk: 50,

@@ -11,6 +11,12 @@ export const collectorRegistry = {
   disk_io: () => import("./disk-io/index.js"),
   network: () => import("./network/index.js"),
   system: () => import("./system/index.js"),
+  processes: () => import("./processes/index.js"),
+  services: () => import("./services/index.js"),
+  temperature: () => import("./temperature/index.js"),
+  wifi: () => import("./wifi/index.js"),
+  raspberrypi: () => import("./raspberrypi/index.js"),
+  update_status: () => import("./update-status/index.js"),
 } as const satisfies Record<string, () => Promise<{ default: CollectorDefinition }>>;
 
 /** The name of a registered collector. */
