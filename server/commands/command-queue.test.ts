@@ -31,16 +31,16 @@ function setup(opts: { ttlMs?: number; clock?: () => number } = {}) {
 describe("command queue", () => {
   it("refuses hosts that never registered", async () => {
     const s = setup();
-    await expect(s.commands.enqueue("ghost", mounts)).rejects.toBeInstanceOf(AgentNotRegisteredError);
+    await expect(s.commands.enqueue("ghost", mounts, "test")).rejects.toBeInstanceOf(AgentNotRegisteredError);
   });
 
   it("fills defaults and validates parameters before queuing", async () => {
     const s = setup();
     await s.register("web-01");
-    const logs = await s.commands.enqueue("web-01", { case: "fetchLogs", value: {} as never });
+    const logs = await s.commands.enqueue("web-01", { case: "fetchLogs", value: {} as never }, "test");
     expect(logs.command.type).toBe(CommandType.FETCH_LOGS);
     expect(logs.command.params).toMatchObject({ case: "fetchLogs", value: { minLevel: LogLevel.ERROR } });
-    const disk = await s.commands.enqueue("web-01", { case: "diskUsage", value: { path: "/var//log/../lib/" } as never });
+    const disk = await s.commands.enqueue("web-01", { case: "diskUsage", value: { path: "/var//log/../lib/" } as never }, "test");
     expect(disk.command.params.value).toMatchObject({ path: "/var/lib", topN: 20 });
     const bad = [
       { case: "diskUsage", value: { path: "relative/path" } },
@@ -51,15 +51,15 @@ describe("command queue", () => {
       { case: "networkDiag", value: { action: NetworkAction.CONNECT, target: "db" } },
       { case: "fetchLogs", value: { limit: 1_000_000 } },
     ] as const;
-    for (const p of bad) await expect(s.commands.enqueue("web-01", p as never)).rejects.toBeInstanceOf(InvalidInputError);
+    for (const p of bad) await expect(s.commands.enqueue("web-01", p as never, "test")).rejects.toBeInstanceOf(InvalidInputError);
     expect(await s.store.countPendingCommands("web-01")).toBe(2);
   });
 
   it("answers queue full after 10 queued commands", async () => {
     const s = setup();
     await s.register("web-01");
-    for (let i = 0; i < 10; i++) await s.commands.enqueue("web-01", mounts);
-    await expect(s.commands.enqueue("web-01", mounts)).rejects.toBeInstanceOf(QueueFullError);
+    for (let i = 0; i < 10; i++) await s.commands.enqueue("web-01", mounts, "test");
+    await expect(s.commands.enqueue("web-01", mounts, "test")).rejects.toBeInstanceOf(QueueFullError);
   });
 
   it("wakes a waiting poller at once and gives each command to exactly one poller", async () => {
@@ -67,7 +67,7 @@ describe("command queue", () => {
     await s.register("web-01");
     const a = s.commands.next("web-01", { timeoutMs: 5_000 });
     const b = s.commands.next("web-01", { timeoutMs: 300 });
-    const queued = await s.commands.enqueue("web-01", mounts);
+    const queued = await s.commands.enqueue("web-01", mounts, "test");
     const got = await Promise.all([a, b]);
     const ids = got.filter((r) => r !== undefined).map((r) => r!.command.id);
     expect(ids).toEqual([queued.command.id]);
@@ -87,7 +87,7 @@ describe("command queue", () => {
   it("completes a command for its own host only and lets watchers follow it to the end", async () => {
     const s = setup();
     await s.register("web-01");
-    const q = await s.commands.enqueue("web-01", mounts);
+    const q = await s.commands.enqueue("web-01", mounts, "test");
     const ac = new AbortController();
     const seen: CommandState[] = [];
     const watching = (async () => {
@@ -107,7 +107,7 @@ describe("command queue", () => {
     let now = 1_000_000;
     const s = setup({ ttlMs: 60_000, clock: () => now });
     await s.register("web-01");
-    const q = await s.commands.enqueue("web-01", mounts);
+    const q = await s.commands.enqueue("web-01", mounts, "test");
     now += 59_000;
     expect(await s.commands.expireOverdue()).toBe(0);
     now += 2_000;
@@ -130,7 +130,7 @@ describe("release", () => {
   it("puts a claimed command back and wakes the next poller", async () => {
     const s = setup();
     await s.register("web-01");
-    const q = await s.commands.enqueue("web-01", mounts);
+    const q = await s.commands.enqueue("web-01", mounts, "test");
     const first = await s.commands.next("web-01", { timeoutMs: 100 });
     expect(first?.command.id).toBe(q.command.id);
     const waiting = s.commands.next("web-01", { timeoutMs: 2_000 });

@@ -26,7 +26,9 @@ export interface CommandQueueOptions {
 /** The one command queue shared by the Connect API and the legacy REST routes. */
 export interface CommandQueue {
   /** Validates, fills defaults and queues a command for a registered host. Wakes that host's waiting pollers. */
-  enqueue(hostname: string, params: CommandParams): Promise<CommandRecord>;
+  enqueue(hostname: string, params: CommandParams, requestedBy: string): Promise<CommandRecord>;
+  /** The audit trail: commands newest first. */
+  list(q: { hostname?: string; limit: number }): Promise<CommandRecord[]>;
   /**
    * Waits until a command for `hostname` is available and claims it (state delivered). Resolves undefined when
    * `timeoutMs` passes or `signal` aborts first. A claimed command goes to exactly one poller.
@@ -63,6 +65,7 @@ export function toCommandInfo(rec: CommandRecord): CommandInfo {
     deliveredAt: rec.deliveredAtMs === undefined ? undefined : timestampFromMs(rec.deliveredAtMs),
     finishedAt: rec.finishedAtMs === undefined ? undefined : timestampFromMs(rec.finishedAtMs),
     outcome: rec.outcome,
+    requestedBy: rec.requestedBy,
   });
 }
 
@@ -113,7 +116,7 @@ export function createCommandQueue(deps: {
   };
 
   const queue: CommandQueue = {
-    async enqueue(hostname, params) {
+    async enqueue(hostname, params, requestedBy) {
       const { type, params: normalized } = normalizeParams(params);
       if (!(await store.getAgent(hostname))) throw new AgentNotRegisteredError(hostname);
       const now = clock();
@@ -123,10 +126,14 @@ export function createCommandQueue(deps: {
         params: normalized,
         createdAt: timestampFromMs(now),
       });
-      await store.enqueueCommand({ command, hostname, createdAtMs: now }, options.maxQueued);
-      logger.info({ agent: hostname, command: command.id, type: normalized.case }, "command queued");
+      await store.enqueueCommand({ command, hostname, createdAtMs: now, requestedBy }, options.maxQueued);
+      logger.info({ agent: hostname, command: command.id, type: normalized.case, by: requestedBy }, "command queued");
       wake(hostWaiters, hostname);
-      return { command, hostname, state: CommandState.QUEUED, createdAtMs: now };
+      return { command, hostname, state: CommandState.QUEUED, createdAtMs: now, requestedBy };
+    },
+
+    async list(q) {
+      return store.listCommands(q);
     },
 
     async next(hostname, { signal, timeoutMs = Infinity }) {

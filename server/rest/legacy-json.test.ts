@@ -381,6 +381,7 @@ describe("results", () => {
       hostname: "web-01",
       state: CommandState.COMPLETED,
       createdAtMs: 1770036520000,
+      requestedBy: "test",
       deliveredAtMs: 1770036521000,
       finishedAtMs: 1770036522250,
       outcome,
@@ -391,6 +392,7 @@ describe("results", () => {
       type: "LIST_MOUNTS",
       state: "completed",
       created_at: "2026-02-02T12:48:40Z",
+      requested_by: "test",
       delivered_at: "2026-02-02T12:48:41Z",
       finished_at: "2026-02-02T12:48:42.25Z",
       payload: [{ mountpoint: "/", device: "d", fstype: "xfs" }],
@@ -401,6 +403,7 @@ describe("results", () => {
       type: "LIST_MOUNTS",
       state: "queued",
       created_at: "2026-02-02T12:48:40Z",
+      requested_by: "test",
       payload: null,
     });
   });

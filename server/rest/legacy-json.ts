@@ -542,6 +542,7 @@ export function commandRecordToLegacy(rec: CommandRecord): JsonObject {
     state: commandStateName(rec.state),
     created_at: formatMs(rec.createdAtMs),
   };
+  if (rec.requestedBy !== "") out["requested_by"] = rec.requestedBy;
   if (rec.deliveredAtMs !== undefined) out["delivered_at"] = formatMs(rec.deliveredAtMs);
   if (rec.finishedAtMs !== undefined) out["finished_at"] = formatMs(rec.finishedAtMs);
   if (rec.outcome && rec.outcome.error !== "") out["error"] = rec.outcome.error;

@@ -428,7 +428,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
 
     it("200 at once with a command queued before the poll", async () => {
       const hostname = await registered(proto);
-      const rec = await s.commands.enqueue(hostname, { case: "listMounts", value: create(ListMountsParamsSchema) });
+      const rec = await s.commands.enqueue(hostname, { case: "listMounts", value: create(ListMountsParamsSchema) }, "test");
       const r = await poll(hostname);
       expect(r.status).toBe(200);
       expect(r.headers["content-type"]).toBe("application/json");
@@ -467,7 +467,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       });
       p.cancel();
       await serverSawClose;
-      const rec = await s.commands.enqueue(hostname, { case: "listMounts", value: create(ListMountsParamsSchema) });
+      const rec = await s.commands.enqueue(hostname, { case: "listMounts", value: create(ListMountsParamsSchema) }, "test");
       await new Promise((r) => setTimeout(r, 20));
       expect((await s.commands.get(rec.command.id)).state).toBe(CommandState.QUEUED);
       const next = await poll(hostname);

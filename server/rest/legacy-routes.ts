@@ -102,7 +102,7 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
   const trigger = async (ctx: RouteContext, params: CommandParams, message: string) => {
     const hostname = hostnameOf(ctx.query);
-    await s.commands.enqueue(hostname, params);
+    await s.commands.enqueue(hostname, params, "legacy-rest");
     sendText(ctx.res, 200, message);
   };
 

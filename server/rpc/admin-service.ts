@@ -4,6 +4,7 @@ import {
   AdminService,
   GetCommandResponseSchema,
   GetLatestMetricsResponseSchema,
+  ListCommandsResponseSchema,
   ListAgentsResponseSchema,
   TriggerDiskResponseSchema,
   TriggerListMountsResponseSchema,
@@ -27,7 +28,7 @@ import type { Services } from "../services.js";
 export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminService> {
   const trigger = async (hostname: string, params: CommandParams) => {
     checkHostname(hostname);
-    return toCommandInfo(await s.commands.enqueue(hostname, params));
+    return toCommandInfo(await s.commands.enqueue(hostname, params, "connect"));
   };
   return {
     async triggerLogs(req) {
@@ -61,6 +62,12 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
     },
     async getCommand(req) {
       return create(GetCommandResponseSchema, { command: toCommandInfo(await s.commands.get(req.commandId)) });
+    },
+    async listCommands(req) {
+      if (req.hostname !== "") checkHostname(req.hostname);
+      const limit = req.limit === 0 ? 100 : Math.min(req.limit, 1000);
+      const list = await s.commands.list({ ...(req.hostname ? { hostname: req.hostname } : {}), limit });
+      return create(ListCommandsResponseSchema, { commands: list.map(toCommandInfo) });
     },
     async *watchCommand(req, ctx) {
       for await (const rec of s.commands.watch(req.commandId, ctx.signal)) {

@@ -157,3 +157,22 @@ describe("AgentService and AdminService (in memory)", () => {
     expect(await codeOf(agent.commandResult({ hostname: "web-01", outcome: { commandId: "nope" } }))).toBe(Code.NotFound);
   });
 });
+
+describe("audit trail", () => {
+  it("lists commands newest first with who asked, per host or for all", async () => {
+    const { agent, admin } = setup();
+    for (const h of ["a-01", "b-01"]) await agent.register({ host: create(HostInfoSchema, { hostname: h }) });
+    await admin.triggerListMounts({ hostname: "a-01" });
+    await admin.triggerDisk({ hostname: "b-01", params: { path: "/srv" } });
+    await admin.triggerNetwork({ hostname: "a-01", params: { action: NetworkAction.NETSTAT } });
+    const all = await admin.listCommands({});
+    expect(all.commands.map((c) => [c.hostname, c.command?.type, c.requestedBy])).toEqual([
+      ["a-01", CommandType.NETWORK_DIAG, "connect"],
+      ["b-01", CommandType.DISK_USAGE, "connect"],
+      ["a-01", CommandType.LIST_MOUNTS, "connect"],
+    ]);
+    const one = await admin.listCommands({ hostname: "b-01", limit: 5 });
+    expect(one.commands.map((c) => c.command?.params.case)).toEqual(["diskUsage"]);
+    expect(await codeOf(admin.listCommands({ hostname: "bad host" }))).toBe(Code.InvalidArgument);
+  });
+});

@@ -129,23 +129,27 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
     it("queues commands in order, caps the queue, delivers each once", async () => {
       const store = await factory.open();
-      for (let i = 0; i < 3; i++) await store.enqueueCommand({ command: command(`c${i}`), hostname: "web-01", createdAtMs: 1_000 + i }, 3);
+      for (let i = 0; i < 3; i++) await store.enqueueCommand({ command: command(`c${i}`), hostname: "web-01", createdAtMs: 1_000 + i, requestedBy: "test" }, 3);
       await expect(
-        store.enqueueCommand({ command: command("c3"), hostname: "web-01", createdAtMs: 2_000 }, 3),
+        store.enqueueCommand({ command: command("c3"), hostname: "web-01", createdAtMs: 2_000, requestedBy: "test" }, 3),
       ).rejects.toBeInstanceOf(QueueFullError);
       const first = await store.claimNextCommand("web-01", 5_000);
       expect(first).toMatchObject({ state: CommandState.DELIVERED, deliveredAtMs: 5_000 });
       expect(first!.command.id).toBe("c0");
       // Delivered commands leave the queue: there is room again.
-      await store.enqueueCommand({ command: command("c3"), hostname: "web-01", createdAtMs: 2_000 }, 3);
+      await store.enqueueCommand({ command: command("c3"), hostname: "web-01", createdAtMs: 2_000, requestedBy: "test" }, 3);
       const claims = await Promise.all([1, 2, 3, 4].map(() => store.claimNextCommand("web-01", 6_000)));
       expect(claims.map((c) => c?.command.id)).toEqual(["c1", "c2", "c3", undefined]);
       expect(await store.countPendingCommands("web-01")).toBe(4);
+      const audit = await store.listCommands({ hostname: "web-01", limit: 2 });
+      expect(audit.map((c) => [c.command.id, c.requestedBy])).toEqual([["c3", "test"], ["c2", "test"]]);
+      expect(await store.listCommands({ hostname: "nobody", limit: 10 })).toEqual([]);
+      expect((await store.listCommands({ limit: 10 })).length).toBe(4);
       // A command whose poller vanished goes back in front of newer ones.
       expect(await store.requeueCommand("c2", "other-host")).toBe(false);
       expect(await store.requeueCommand("c2", "web-01")).toBe(true);
       expect(await store.requeueCommand("c2", "web-01")).toBe(false);
-      await store.enqueueCommand({ command: command("c4"), hostname: "web-01", createdAtMs: 9_000 }, 3);
+      await store.enqueueCommand({ command: command("c4"), hostname: "web-01", createdAtMs: 9_000, requestedBy: "test" }, 3);
       const again = await store.claimNextCommand("web-01", 7_000);
       expect(again).toMatchObject({ state: CommandState.DELIVERED, deliveredAtMs: 7_000 });
       expect(again!.command.id).toBe("c2");
@@ -154,8 +158,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
     it("finishes a command once, only for its own host, and expires overdue ones", async () => {
       const store = await factory.open();
-      await store.enqueueCommand({ command: command("a"), hostname: "web-01", createdAtMs: 1_000 }, 10);
-      await store.enqueueCommand({ command: command("b"), hostname: "web-01", createdAtMs: 9_000 }, 10);
+      await store.enqueueCommand({ command: command("a"), hostname: "web-01", createdAtMs: 1_000, requestedBy: "test" }, 10);
+      await store.enqueueCommand({ command: command("b"), hostname: "web-01", createdAtMs: 9_000, requestedBy: "test" }, 10);
       await store.claimNextCommand("web-01", 1_500);
       const outcome = create(CommandOutcomeSchema, {
         commandId: "a",
@@ -183,7 +187,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         const store = await factory.open();
         await store.upsertAgent(host, [], 1_000);
         await store.writeBatch(batch(1n, [cpu(1_000, 1)]));
-        await store.enqueueCommand({ command: command("x"), hostname: "web-01", createdAtMs: 1_000 }, 10);
+        await store.enqueueCommand({ command: command("x"), hostname: "web-01", createdAtMs: 1_000, requestedBy: "test" }, 10);
         await store.close();
         const again = await reopen();
         expect(await again.countEnvelopes()).toBe(1);

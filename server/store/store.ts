@@ -46,6 +46,8 @@ export interface CommandRecord {
   hostname: string;
   state: CommandState;
   createdAtMs: number;
+  /** Who triggered it ("connect", "legacy-rest", later the admin token's name). */
+  requestedBy: string;
   deliveredAtMs?: number;
   finishedAtMs?: number;
   outcome?: CommandOutcome;
@@ -72,7 +74,12 @@ export interface Store {
   listAgents(): Promise<AgentRecord[]>;
 
   /** Queues a command unless the host already has `maxQueued` queued commands (then QueueFullError). */
-  enqueueCommand(rec: { command: Command; hostname: string; createdAtMs: number }, maxQueued: number): Promise<void>;
+  enqueueCommand(
+    rec: { command: Command; hostname: string; createdAtMs: number; requestedBy: string },
+    maxQueued: number,
+  ): Promise<void>;
+  /** Commands newest first, of one host or all. */
+  listCommands(q: { hostname?: string; limit: number }): Promise<CommandRecord[]>;
   /** Atomically moves the host's oldest queued command to delivered and returns it. */
   claimNextCommand(hostname: string, atMs: number): Promise<CommandRecord | undefined>;
   /** Puts a delivered command back at its place in the queue (its poller went away before it was sent). */

@@ -18,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/admin_service.proto.
  */
 export const file_spectra_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCL5AQoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJEjUKEGNvbGxlY3Rvcl9zdGF0dXMYBiADKAsyGy5zcGVjdHJhLnYxLkNvbGxlY3RvclN0YXR1cyI+ChJMaXN0QWdlbnRzUmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhguc3BlY3RyYS52MS5BZ2VudFN1bW1hcnkiKwoXR2V0TGF0ZXN0TWV0cmljc1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiSQoYR2V0TGF0ZXN0TWV0cmljc1Jlc3BvbnNlEi0KCWVudmVsb3BlcxgBIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUiJwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCSI+ChJHZXRDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iKQoTV2F0Y2hDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIkAKFFdhdGNoQ29tbWFuZFJlc3BvbnNlEigKB2NvbW1hbmQYASABKAsyFy5zcGVjdHJhLnYxLkNvbW1hbmRJbmZvMrcFCgxBZG1pblNlcnZpY2USTgoLVHJpZ2dlckxvZ3MSHi5zcGVjdHJhLnYxLlRyaWdnZXJMb2dzUmVxdWVzdBofLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXNwb25zZRJOCgtUcmlnZ2VyRGlzaxIeLnNwZWN0cmEudjEuVHJpZ2dlckRpc2tSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1Jlc3BvbnNlElcKDlRyaWdnZXJOZXR3b3JrEiEuc3BlY3RyYS52MS5UcmlnZ2VyTmV0d29ya1JlcXVlc3QaIi5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVzcG9uc2USYAoRVHJpZ2dlckxpc3RNb3VudHMSJC5zcGVjdHJhLnYxLlRyaWdnZXJMaXN0TW91bnRzUmVxdWVzdBolLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnNwZWN0cmEudjEuTGlzdEFnZW50c1Jlc3BvbnNlEl0KEEdldExhdGVzdE1ldHJpY3MSIy5zcGVjdHJhLnYxLkdldExhdGVzdE1ldHJpY3NSZXF1ZXN0GiQuc3BlY3RyYS52MS5HZXRMYXRlc3RNZXRyaWNzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJTCgxXYXRjaENvbW1hbmQSHy5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlcXVlc3QaIC5zcGVjdHJhLnYxLldhdGNoQ29tbWFuZFJlc3BvbnNlMAFiBnByb3RvMw", [file_google_protobuf_timestamp, file_spectra_v1_agent_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
+  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCL5AQoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJEjUKEGNvbGxlY3Rvcl9zdGF0dXMYBiADKAsyGy5zcGVjdHJhLnYxLkNvbGxlY3RvclN0YXR1cyI+ChJMaXN0QWdlbnRzUmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhguc3BlY3RyYS52MS5BZ2VudFN1bW1hcnkiKwoXR2V0TGF0ZXN0TWV0cmljc1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiSQoYR2V0TGF0ZXN0TWV0cmljc1Jlc3BvbnNlEi0KCWVudmVsb3BlcxgBIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUiJwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCSI+ChJHZXRDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iNgoTTGlzdENvbW1hbmRzUmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCRINCgVsaW1pdBgCIAEoDSJBChRMaXN0Q29tbWFuZHNSZXNwb25zZRIpCghjb21tYW5kcxgBIAMoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iKQoTV2F0Y2hDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIkAKFFdhdGNoQ29tbWFuZFJlc3BvbnNlEigKB2NvbW1hbmQYASABKAsyFy5zcGVjdHJhLnYxLkNvbW1hbmRJbmZvMooGCgxBZG1pblNlcnZpY2USTgoLVHJpZ2dlckxvZ3MSHi5zcGVjdHJhLnYxLlRyaWdnZXJMb2dzUmVxdWVzdBofLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXNwb25zZRJOCgtUcmlnZ2VyRGlzaxIeLnNwZWN0cmEudjEuVHJpZ2dlckRpc2tSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1Jlc3BvbnNlElcKDlRyaWdnZXJOZXR3b3JrEiEuc3BlY3RyYS52MS5UcmlnZ2VyTmV0d29ya1JlcXVlc3QaIi5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVzcG9uc2USYAoRVHJpZ2dlckxpc3RNb3VudHMSJC5zcGVjdHJhLnYxLlRyaWdnZXJMaXN0TW91bnRzUmVxdWVzdBolLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnNwZWN0cmEudjEuTGlzdEFnZW50c1Jlc3BvbnNlEl0KEEdldExhdGVzdE1ldHJpY3MSIy5zcGVjdHJhLnYxLkdldExhdGVzdE1ldHJpY3NSZXF1ZXN0GiQuc3BlY3RyYS52MS5HZXRMYXRlc3RNZXRyaWNzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJRCgxMaXN0Q29tbWFuZHMSHy5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaIC5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlElMKDFdhdGNoQ29tbWFuZBIfLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVxdWVzdBogLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_spectra_v1_agent_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
 
 /**
  * @generated from message spectra.v1.TriggerLogsRequest
@@ -318,6 +318,49 @@ export const GetCommandResponseSchema: GenMessage<GetCommandResponse> = /*@__PUR
   messageDesc(file_spectra_v1_admin_service, 14);
 
 /**
+ * @generated from message spectra.v1.ListCommandsRequest
+ */
+export type ListCommandsRequest = Message<"spectra.v1.ListCommandsRequest"> & {
+  /**
+   * Only this host's commands; empty means every host.
+   *
+   * @generated from field: string hostname = 1;
+   */
+  hostname: string;
+
+  /**
+   * At most this many (default 100, at most 1000).
+   *
+   * @generated from field: uint32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message spectra.v1.ListCommandsRequest.
+ * Use `create(ListCommandsRequestSchema)` to create a new message.
+ */
+export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 15);
+
+/**
+ * @generated from message spectra.v1.ListCommandsResponse
+ */
+export type ListCommandsResponse = Message<"spectra.v1.ListCommandsResponse"> & {
+  /**
+   * @generated from field: repeated spectra.v1.CommandInfo commands = 1;
+   */
+  commands: CommandInfo[];
+};
+
+/**
+ * Describes the message spectra.v1.ListCommandsResponse.
+ * Use `create(ListCommandsResponseSchema)` to create a new message.
+ */
+export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 16);
+
+/**
  * @generated from message spectra.v1.WatchCommandRequest
  */
 export type WatchCommandRequest = Message<"spectra.v1.WatchCommandRequest"> & {
@@ -332,7 +375,7 @@ export type WatchCommandRequest = Message<"spectra.v1.WatchCommandRequest"> & {
  * Use `create(WatchCommandRequestSchema)` to create a new message.
  */
 export const WatchCommandRequestSchema: GenMessage<WatchCommandRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 15);
+  messageDesc(file_spectra_v1_admin_service, 17);
 
 /**
  * @generated from message spectra.v1.WatchCommandResponse
@@ -349,7 +392,7 @@ export type WatchCommandResponse = Message<"spectra.v1.WatchCommandResponse"> & 
  * Use `create(WatchCommandResponseSchema)` to create a new message.
  */
 export const WatchCommandResponseSchema: GenMessage<WatchCommandResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 16);
+  messageDesc(file_spectra_v1_admin_service, 18);
 
 /**
  * AdminService is what admins call: trigger diagnostics, follow them, list agents.
@@ -416,6 +459,16 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetCommandRequestSchema;
     output: typeof GetCommandResponseSchema;
+  },
+  /**
+   * ListCommands is the audit trail: commands newest first, with who asked, parameters, state and outcome.
+   *
+   * @generated from rpc spectra.v1.AdminService.ListCommands
+   */
+  listCommands: {
+    methodKind: "unary";
+    input: typeof ListCommandsRequestSchema;
+    output: typeof ListCommandsResponseSchema;
   },
   /**
    * WatchCommand sends the command's state now and on every change, and ends when it finished.

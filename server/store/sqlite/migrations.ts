@@ -53,4 +53,9 @@ export const sqliteMigrations: readonly string[] = [
   );
   CREATE INDEX commands_host_state ON commands (hostname, state, created_ms);
   `,
+  // 2: who triggered each command (audit trail), and listing newest first.
+  `
+  ALTER TABLE commands ADD COLUMN requested_by TEXT NOT NULL DEFAULT '';
+  CREATE INDEX commands_created ON commands (created_ms);
+  `,
 ];

@@ -53,6 +53,7 @@ interface CommandRow {
   delivered_ms: number | null;
   finished_ms: number | null;
   outcome: Buffer | null;
+  requested_by: string;
 }
 
 const OPEN_STATES = [CommandState.QUEUED, CommandState.DELIVERED];
@@ -128,7 +129,7 @@ class SqliteStore implements Store {
       countQueued: db.prepare("SELECT count(*) AS n FROM commands WHERE hostname = ? AND state = ?"),
       countOpen: db.prepare("SELECT count(*) AS n FROM commands WHERE hostname = ? AND state IN (?, ?)"),
       insertCommand: db.prepare(
-        "INSERT INTO commands (id, hostname, state, command, created_ms) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO commands (id, hostname, state, command, created_ms, requested_by) VALUES (?, ?, ?, ?, ?, ?)",
       ),
       oldestQueued: db.prepare(
         "SELECT * FROM commands WHERE hostname = ? AND state = ? ORDER BY created_ms, rowid LIMIT 1",
@@ -236,7 +237,10 @@ class SqliteStore implements Store {
     return (this.stmt.listAgents.all() as AgentRow[]).map(toAgentRecord);
   }
 
-  async enqueueCommand(rec: { command: Command; hostname: string; createdAtMs: number }, maxQueued: number): Promise<void> {
+  async enqueueCommand(
+    rec: { command: Command; hostname: string; createdAtMs: number; requestedBy: string },
+    maxQueued: number,
+  ): Promise<void> {
     this.db.transaction(() => {
       const { n } = this.stmt.countQueued.get(rec.hostname, CommandState.QUEUED) as { n: number };
       if (n >= maxQueued) throw new QueueFullError(rec.hostname, maxQueued);
@@ -246,6 +250,7 @@ class SqliteStore implements Store {
         CommandState.QUEUED,
         toBinary(CommandSchema, rec.command),
         rec.createdAtMs,
+        rec.requestedBy,
       );
     })();
   }
@@ -284,6 +289,13 @@ class SqliteStore implements Store {
   async getCommand(id: string): Promise<CommandRecord | undefined> {
     const row = this.stmt.getCommand.get(id) as CommandRow | undefined;
     return row && toCommandRecord(row);
+  }
+
+  async listCommands(q: { hostname?: string; limit: number }): Promise<CommandRecord[]> {
+    const rows = this.db
+      .prepare("SELECT * FROM commands WHERE (? IS NULL OR hostname = ?) ORDER BY created_ms DESC, rowid DESC LIMIT ?")
+      .all(q.hostname ?? null, q.hostname ?? null, q.limit) as CommandRow[];
+    return rows.map(toCommandRecord);
   }
 
   async countPendingCommands(hostname: string): Promise<number> {
@@ -332,6 +344,7 @@ function toCommandRecord(r: CommandRow): CommandRecord {
     hostname: r.hostname,
     state: r.state as CommandState,
     createdAtMs: r.created_ms,
+    requestedBy: r.requested_by,
   };
   if (r.delivered_ms !== null) rec.deliveredAtMs = r.delivered_ms;
   if (r.finished_ms !== null) rec.finishedAtMs = r.finished_ms;
