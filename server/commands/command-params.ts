@@ -17,6 +17,8 @@ export const DEFAULT_TOP_N = 20;
 export const MAX_TOP_N = 1000;
 export const MAX_LOG_LIMIT = 25_000;
 export const MAX_PING_COUNT = 100;
+export const MAX_NETWORK_TIMEOUT_MS = 10_000;
+export const MAX_HOPS = 64;
 
 /** The params oneof of a command. */
 export type CommandParams = Exclude<Command["params"], { case: undefined }>;
@@ -25,8 +27,9 @@ const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?
 
 /** True for an IPv4/IPv6 literal or a DNS host name (no spaces, no shell characters, no leading '-'). */
 export function isValidHost(s: string): boolean {
-  const bare = s.startsWith("[") && s.endsWith("]") ? s.slice(1, -1) : s;
-  return isIP(bare) !== 0 || HOST_NAME.test(s);
+  // Brackets only around IPv6 literals ("[::1]"), as in URLs.
+  if (s.startsWith("[") && s.endsWith("]")) return isIP(s.slice(1, -1)) === 6;
+  return isIP(s) !== 0 || HOST_NAME.test(s);
 }
 
 /** Splits and checks "host:port" (IPv6 as "[::1]:22"). */
@@ -52,7 +55,11 @@ export function normalizeParams(p: CommandParams): { type: CommandType; params: 
       if (!(v.minLevel in LogLevel)) throw new InvalidInputError(`unknown min_level ${v.minLevel}`);
       if (v.limit > MAX_LOG_LIMIT) throw new InvalidInputError(`limit ${v.limit} is above ${MAX_LOG_LIMIT}`);
       if (v.since && v.until && v.since.seconds > v.until.seconds) throw new InvalidInputError("since is after until");
-      if (v.unit.length > 256 || /[\0\n]/.test(v.unit)) throw new InvalidInputError("invalid unit");
+      // A systemd unit or a Windows event source: no control characters, never option-like.
+      // eslint-disable-next-line no-control-regex
+      if (v.unit.length > 256 || /[\x00-\x1f\x7f]/.test(v.unit) || v.unit.startsWith("-")) {
+        throw new InvalidInputError(`invalid unit ${JSON.stringify(v.unit.slice(0, 80))}`);
+      }
       return { type: CommandType.FETCH_LOGS, params: { case: "fetchLogs", value: v } };
     }
     case "diskUsage": {
@@ -67,6 +74,10 @@ export function normalizeParams(p: CommandParams): { type: CommandType; params: 
     case "networkDiag": {
       const v = create(NetworkDiagParamsSchema, p.value);
       if (v.count > MAX_PING_COUNT) throw new InvalidInputError(`count ${v.count} is above ${MAX_PING_COUNT}`);
+      if (v.timeoutMs > MAX_NETWORK_TIMEOUT_MS) {
+        throw new InvalidInputError(`timeout_ms ${v.timeoutMs} is above ${MAX_NETWORK_TIMEOUT_MS}`);
+      }
+      if (v.maxHops > MAX_HOPS) throw new InvalidInputError(`max_hops ${v.maxHops} is above ${MAX_HOPS}`);
       switch (v.action) {
         case NetworkAction.PING:
         case NetworkAction.TRACEROUTE:

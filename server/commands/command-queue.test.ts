@@ -50,6 +50,15 @@ describe("command queue", () => {
       { case: "networkDiag", value: { action: NetworkAction.CONNECT, target: "db:99999" } },
       { case: "networkDiag", value: { action: NetworkAction.CONNECT, target: "db" } },
       { case: "fetchLogs", value: { limit: 1_000_000 } },
+      { case: "networkDiag", value: { action: NetworkAction.PING, target: "[127.0.0.1]" } },
+      { case: "networkDiag", value: { action: NetworkAction.PING, target: "127.0.0.1", timeoutMs: 60_000 } },
+      { case: "networkDiag", value: { action: NetworkAction.TRACEROUTE, target: "::1", maxHops: 500 } },
+      { case: "networkDiag", value: { action: NetworkAction.PING, target: "$(reboot)" } },
+      { case: "networkDiag", value: { action: NetworkAction.PING, target: "a\nb" } },
+      { case: "networkDiag", value: { action: NetworkAction.PING, target: "`id`" } },
+      { case: "diskUsage", value: { path: "/tmp\0/x" } },
+      { case: "fetchLogs", value: { unit: "ssh\n--rotate" } },
+      { case: "fetchLogs", value: { unit: "--rotate" } },
     ] as const;
     for (const p of bad) await expect(s.commands.enqueue("web-01", p as never, "test")).rejects.toBeInstanceOf(InvalidInputError);
     expect(await s.store.countPendingCommands("web-01")).toBe(2);
