@@ -137,7 +137,8 @@ describe("command loop", () => {
   });
 
   it("answers unknown and not yet supported commands with an error", async () => {
-    const { server } = await setup();
+    // An agent built without disk usage (the registry slot left empty) must answer, not stay silent.
+    const { server } = await setup({ registry: { ...diagnosticRegistry, diskUsage: undefined } });
     server.push(
       create(CommandSchema, { id: "c-restart", type: CommandType.RESTART_AGENT }),
       create(CommandSchema, { id: "c-disk", type: CommandType.DISK_USAGE, params: { case: "diskUsage", value: { path: "/" } } }),

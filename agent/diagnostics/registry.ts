@@ -46,10 +46,10 @@ export type DiagnosticRegistry = { readonly [K in DiagnosticName]: (() => Promis
 
 /** The agent's diagnostics. */
 export const diagnosticRegistry: DiagnosticRegistry = {
-  fetchLogs: undefined,
-  diskUsage: undefined,
+  fetchLogs: () => import("./fetch-logs/index.js").then((m) => m.fetchLogsDiagnostic),
+  diskUsage: () => import("./disk-usage/index.js").then((m) => m.diskUsageDiagnostic),
   listMounts: () => import("./list-mounts/index.js").then((m) => m.listMountsDiagnostic),
-  networkDiag: undefined,
+  networkDiag: () => import("./network/index.js").then((m) => m.networkDiagDiagnostic),
 };
 
 // Commands queued through the legacy API may carry only a type; these give the case and default params.
