@@ -14,6 +14,7 @@ const EXPECTED = {
   services: 60_000,
   temperature: 10_000,
   wifi: 30_000,
+  containers: 60_000,
   raspberrypi: 10_000,
   update_status: 3_600_000,
 } as const;

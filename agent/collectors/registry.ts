@@ -15,6 +15,7 @@ export const collectorRegistry = {
   services: () => import("./services/index.js"),
   temperature: () => import("./temperature/index.js"),
   wifi: () => import("./wifi/index.js"),
+  containers: () => import("./containers/index.js"),
   raspberrypi: () => import("./raspberrypi/index.js"),
   update_status: () => import("./update-status/index.js"),
 } as const satisfies Record<string, () => Promise<{ default: CollectorDefinition }>>;
