@@ -15,6 +15,7 @@ const EXPECTED = {
   temperature: 10_000,
   wifi: 30_000,
   containers: 60_000,
+  applications: 3_600_000,
   raspberrypi: 10_000,
   update_status: 3_600_000,
 } as const;

@@ -16,6 +16,7 @@ export const collectorRegistry = {
   temperature: () => import("./temperature/index.js"),
   wifi: () => import("./wifi/index.js"),
   containers: () => import("./containers/index.js"),
+  applications: () => import("./applications/index.js"),
   raspberrypi: () => import("./raspberrypi/index.js"),
   update_status: () => import("./update-status/index.js"),
 } as const satisfies Record<string, () => Promise<{ default: CollectorDefinition }>>;
