@@ -3,6 +3,8 @@ import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import { createRequire } from "node:module";
 import { parseArgs } from "node:util";
+import { ALLOW_ALL, DIAGNOSTIC_KEYS, type DiagnosticPolicy } from "./diagnostics/policy.js";
+import type { DiagnosticName } from "./diagnostics/registry.js";
 import type { HostPaths } from "./host/host-access.js";
 
 /**
@@ -48,6 +50,8 @@ export interface AgentConfig {
   only: readonly string[] | undefined;
   /** Per-collector settings from the file; only names that appear there. */
   collectors: Readonly<Record<string, CollectorConfig>>;
+  /** Which diagnostics may run (file key `diagnostics`). */
+  diagnostics: DiagnosticPolicy;
 }
 
 /** Default values, also shown by `--help`. */
@@ -80,7 +84,7 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
 ];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-const FILE_KEYS = ["server", "hostname", "data_dir", "log_level", "proc_root", "sys_root", "rootfs", "debug_port", "spool", "collectors"];
+const FILE_KEYS = ["server", "hostname", "data_dir", "log_level", "proc_root", "sys_root", "rootfs", "debug_port", "spool", "collectors", "diagnostics"];
 const SPOOL_KEYS = ["max_bytes", "max_age"];
 const COLLECTOR_KEYS = ["enabled", "interval", "timeout", "options"];
 
@@ -180,6 +184,7 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     spool: { maxBytes, maxAgeMs },
     only,
     collectors: file.collectors,
+    diagnostics: file.diagnostics ?? ALLOW_ALL,
   };
 }
 
@@ -291,6 +296,7 @@ interface FileSettings {
   spoolMaxBytes?: Sourced;
   spoolMaxAge?: Sourced;
   collectors: Record<string, CollectorConfig>;
+  diagnostics?: DiagnosticPolicy;
 }
 
 function emptyFile(): FileSettings {
@@ -360,7 +366,47 @@ function readConfigFile(
       out.collectors[name] = parseCollectorConfig(name, value);
     }
   }
+  const diagnostics = obj["diagnostics"];
+  if (diagnostics !== undefined && diagnostics !== null) out.diagnostics = parseDiagnostics(diagnostics);
   return out;
+}
+
+/** `diagnostics: { <name>: { enabled: bool }, disk_usage: { allowed_paths: [abs, ...] } }`, names as in the proto. */
+function parseDiagnostics(value: unknown): DiagnosticPolicy {
+  const byKey = new Map(Object.entries(DIAGNOSTIC_KEYS).map(([name, key]) => [key, name as DiagnosticName]));
+  const known = [...byKey.keys()];
+  const m = asMapping(value, "diagnostics");
+  const disabled = new Set<DiagnosticName>();
+  let diskUsagePaths: string[] | undefined;
+  for (const [key, v] of Object.entries(m)) {
+    const name = byKey.get(key);
+    if (name === undefined) throw new ConfigError(`diagnostics.${key}: unknown diagnostic (known: ${known.join(", ")})`);
+    if (typeof v === "boolean") {
+      if (!v) disabled.add(name);
+      continue;
+    }
+    if (v === null) continue;
+    const d = asMapping(v, `diagnostics.${key}`);
+    checkKeys(d, name === "diskUsage" ? ["enabled", "allowed_paths"] : ["enabled"], `diagnostics.${key}.`);
+    if (d["enabled"] !== undefined && d["enabled"] !== null) {
+      if (typeof d["enabled"] !== "boolean") {
+        throw new ConfigError(`diagnostics.${key}.enabled: ${JSON.stringify(d["enabled"])} is not true or false`);
+      }
+      if (!d["enabled"]) disabled.add(name);
+    }
+    const paths = d["allowed_paths"];
+    if (paths !== undefined && paths !== null) {
+      const setting = `diagnostics.${key}.allowed_paths`;
+      if (!Array.isArray(paths) || paths.length === 0) throw new ConfigError(`${setting}: must be a non-empty list of absolute paths`);
+      diskUsagePaths = paths.map((p: unknown) => {
+        if (typeof p !== "string" || !(p.startsWith("/") || /^[A-Za-z]:[\\/]/.test(p))) {
+          throw new ConfigError(`${setting}: ${JSON.stringify(p)} is not an absolute path`);
+        }
+        return p;
+      });
+    }
+  }
+  return diskUsagePaths ? { disabled, diskUsagePaths } : { disabled };
 }
 
 function parseCollectorConfig(name: string, value: unknown): CollectorConfig {
@@ -511,5 +557,6 @@ function defaultConfig(input: LoadConfigInput): AgentConfig {
     spool: { maxBytes: DEFAULTS.spoolMaxBytes, maxAgeMs: DEFAULTS.spoolMaxAgeMs },
     only: undefined,
     collectors: {},
+    diagnostics: ALLOW_ALL,
   };
 }

@@ -3,6 +3,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../../common/logger.js";
 import { CommandOutcomeSchema, CommandType, type Command, type CommandOutcome } from "../../gen/spectra/v1/diagnostics_pb.js";
 import type { HostAccess } from "../host/host-access.js";
+import type { DiagnosticPolicy } from "../diagnostics/policy.js";
 import { runCommand, type DiagnosticRegistry } from "../diagnostics/registry.js";
 import { createBackoff, sleep, type Backoff } from "../transport/backoff.js";
 import { RetryLog, retryMessage, type AgentConnection } from "../transport/client.js";
@@ -14,6 +15,8 @@ export interface CommandLoopOptions {
   host: HostAccess;
   logger: Logger;
   registry?: DiagnosticRegistry;
+  /** What the agent's config allows (`diagnostics:`); default everything. */
+  policy?: DiagnosticPolicy;
   /** Commands running at once; default 2. */
   concurrency?: number;
   /** Commands waiting beyond the running ones; more are answered "agent busy". Default 16. */
@@ -115,6 +118,7 @@ export function createCommandLoop(opts: CommandLoopOptions): CommandLoop {
             timeoutMs: commandTimeoutMs,
             signal: stopper.signal,
             ...(opts.registry ? { registry: opts.registry } : {}),
+            ...(opts.policy ? { policy: opts.policy } : {}),
           });
           if (outcome.error) log.warn({ commandId: command.id, err: outcome.error }, "command failed");
           await deliver(outcome);

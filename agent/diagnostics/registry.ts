@@ -13,6 +13,7 @@ import {
 import type { Platform } from "../collectors/types.js";
 import type { HostAccess } from "../host/host-access.js";
 import { formatDelay } from "../transport/backoff.js";
+import { ALLOW_ALL, policyRefusal, type DiagnosticPolicy } from "./policy.js";
 
 /** A diagnostic's key: the case of the `Command.params` oneof (also the case of `CommandOutcome.result`). */
 export type DiagnosticName = NonNullable<Command["params"]["case"]>;
@@ -73,8 +74,12 @@ export interface RunCommandOptions {
   /** Per-command timeout. */
   timeoutMs: number;
   registry?: DiagnosticRegistry;
+  /** What the agent's config allows; default everything. */
+  policy?: DiagnosticPolicy;
   /** Aborts the command (shutdown). */
   signal?: AbortSignal;
+  /** Milliseconds clock for the outcome's duration; default performance.now. */
+  now?: () => number;
 }
 
 /**
@@ -85,7 +90,11 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
   const registry = opts.registry ?? diagnosticRegistry;
   const params = command.params.case !== undefined ? command.params : CASE_BY_TYPE[command.type]?.();
   const type = command.type !== CommandType.UNSPECIFIED ? command.type : params?.case ? TYPE_BY_CASE[params.case] : CommandType.UNSPECIFIED;
-  const fail = (error: string): CommandOutcome => create(CommandOutcomeSchema, { commandId: command.id, type, error });
+  const now = opts.now ?? (() => performance.now());
+  const started = now();
+  const durationMs = () => Math.max(0, Math.round(now() - started));
+  const fail = (error: string): CommandOutcome =>
+    create(CommandOutcomeSchema, { commandId: command.id, type, error, durationMs: durationMs() });
 
   if (params === undefined || params.case === undefined) {
     return fail(`command type ${CommandType[command.type] ?? command.type} is not supported by this agent`);
@@ -95,6 +104,8 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
   }
   const load = registry[params.case] as (() => Promise<DiagnosticDefinition<DiagnosticName>>) | undefined;
   if (load === undefined) return fail(`${params.case} is not supported by this agent yet`);
+  const refused = policyRefusal(opts.policy ?? ALLOW_ALL, params.case, params.value as never, opts.host.platform);
+  if (refused !== undefined) return fail(refused);
 
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(new Error("agent stopping"));
@@ -115,6 +126,7 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
       commandId: command.id,
       type,
       result: { case: params.case, value } as CommandOutcome["result"],
+      durationMs: durationMs(),
     });
   } catch (err) {
     return fail(describe(err));
