@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { describe, expect, it } from "vitest";
 import { silentLogger } from "../../common/logger.js";
-import { CommandSchema, CommandType } from "../../gen/spectra/v1/diagnostics_pb.js";
+import { CommandSchema, CommandType, ListMountsResultSchema } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { ConfigError, loadConfig } from "../config.js";
 import { createHostAccess } from "../host/index.js";
 import { policyRefusal } from "./policy.js";
@@ -69,5 +69,30 @@ describe("diagnostics policy from the config file", () => {
     expect(outcome).toMatchObject({ commandId: "c1", type: CommandType.DISK_USAGE, error: "disk_usage of /etc is outside this agent's allowed paths (/srv)" });
     expect(outcome.durationMs).toBeGreaterThanOrEqual(0);
     expect(loaded).toBe(false);
+  });
+});
+
+describe("outcome flags", () => {
+  it("marks an outcome truncated when the diagnostic says its result was cut", async () => {
+    const outcome = await runCommand(create(CommandSchema, { id: "c2", type: CommandType.LIST_MOUNTS, params: { case: "listMounts", value: {} } }), {
+      host: createHostAccess(),
+      logger: silentLogger(),
+      timeoutMs: 1_000,
+      registry: {
+        fetchLogs: undefined,
+        diskUsage: undefined,
+        networkDiag: undefined,
+        listMounts: async () => ({
+          name: "listMounts",
+          platforms: ["linux", "windows"],
+          async run(_p, ctx) {
+            ctx.markTruncated?.();
+            return create(ListMountsResultSchema, { mounts: [{ mountpoint: "/" }] });
+          },
+        }),
+      },
+    });
+    expect(outcome).toMatchObject({ error: "", truncated: true });
+    expect(outcome.result.case).toBe("listMounts");
   });
 });

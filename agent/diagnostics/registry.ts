@@ -30,6 +30,8 @@ export interface DiagnosticContext {
   logger: Logger;
   /** Aborts at the command's timeout or at shutdown. */
   signal: AbortSignal;
+  /** Marks the result as cut by a bound (output cap, list cap, time budget); sets `CommandOutcome.truncated`. */
+  markTruncated?: () => void;
 }
 
 /** One on-demand diagnostic. Throws on failure (the error message goes back to the server). */
@@ -115,7 +117,15 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
   try {
     const def = await load();
     if (!def.platforms.includes(opts.host.platform)) return fail(`${params.case} is not supported on ${opts.host.platform}`);
-    const ctx: DiagnosticContext = { host: opts.host, logger: opts.logger, signal: controller.signal };
+    let truncated = false;
+    const ctx: DiagnosticContext = {
+      host: opts.host,
+      logger: opts.logger,
+      signal: controller.signal,
+      markTruncated: () => {
+        truncated = true;
+      },
+    };
     // Rejects at the timeout and at shutdown, even when the diagnostic ignores its signal.
     const stopped = new Promise<never>((_, reject) => {
       controller.signal.addEventListener("abort", () => reject(toError(controller.signal.reason)), { once: true });
@@ -126,6 +136,7 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
       commandId: command.id,
       type,
       result: { case: params.case, value } as CommandOutcome["result"],
+      truncated,
       durationMs: durationMs(),
     });
   } catch (err) {

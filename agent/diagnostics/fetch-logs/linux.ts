@@ -43,14 +43,17 @@ const KMSG_MAX_BYTES = 64 * 1024 * 1024;
  */
 export async function fetchLogsLinux(
   q: LogQuery,
-  ctx: Pick<DiagnosticContext, "host" | "signal" | "logger">,
+  ctx: Pick<DiagnosticContext, "host" | "signal" | "logger" | "markTruncated">,
   opts: LinuxLogOptions = {},
 ): Promise<FetchLogsResult> {
   const rootfs = ctx.host.paths.rootfs;
   const failures: string[] = [];
   const done = (source: string, entries: RawEntry[], truncated: boolean, note?: string): FetchLogsResult => {
     if (failures.length > 0) ctx.logger.info({ source, unavailable: failures }, "logs read from a fallback source");
-    if (truncated) ctx.logger.warn({ source, entries: entries.length }, note ?? "log read cut by a bound; older entries left out");
+    if (truncated) {
+      ctx.logger.warn({ source, entries: entries.length }, note ?? "log read cut by a bound; older entries left out");
+      ctx.markTruncated?.();
+    }
     return create(FetchLogsResultSchema, { source, entries: entries.slice(0, q.limit).map(toLogEntry) });
   };
 

@@ -27,7 +27,7 @@ export interface NetstatDeps {
  * Get-NetUDPEndpoint (tool "powershell") and falls back to `netstat -ano` (tool "netstat"). When the list was cut at
  * MAX_SOCKETS or the owner scan stopped at a bound, `raw_output` says so (the rows are still valid).
  */
-export async function runNetstat(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger">, deps: NetstatDeps = {}): Promise<NetworkDiagResult> {
+export async function runNetstat(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger" | "markTruncated">, deps: NetstatDeps = {}): Promise<NetworkDiagResult> {
   if (ctx.host.platform === "windows") return runNetstatWindows(ctx, deps);
   const listed = await readLinuxNetstat(ctx.host.paths.procRoot, ctx.signal, deps.scanLimits);
   const result = networkResult("netstat", NETSTAT_TARGET, "proc");
@@ -38,16 +38,20 @@ export async function runNetstat(ctx: Pick<DiagnosticContext, "host" | "signal" 
     notes.push(`[spectra: owner scan stopped at a bound after ${listed.ownerScan.processesScanned} processes; some pids are missing]`);
   }
   result.rawOutput = notes.join("\n");
+  if (notes.length > 0) ctx.markTruncated?.();
   return result;
 }
 
-async function runNetstatWindows(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger">, deps: NetstatDeps): Promise<NetworkDiagResult> {
+async function runNetstatWindows(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger" | "markTruncated">, deps: NetstatDeps): Promise<NetworkDiagResult> {
   let psError: unknown;
   try {
     const text = await queryPowerShell(ctx, deps.powershell);
     const result = networkResult("netstat", NETSTAT_TARGET, "powershell");
     result.netstat = parseNetConnectionsJson(text);
-    if (result.netstat.length >= MAX_SOCKETS) result.rawOutput = `[spectra: list cut at ${MAX_SOCKETS} sockets]`;
+    if (result.netstat.length >= MAX_SOCKETS) {
+      result.rawOutput = `[spectra: list cut at ${MAX_SOCKETS} sockets]`;
+      ctx.markTruncated?.();
+    }
     return result;
   } catch (err) {
     if (ctx.signal.aborted) throw err;
@@ -70,7 +74,7 @@ async function runNetstatWindows(ctx: Pick<DiagnosticContext, "host" | "signal" 
   return result;
 }
 
-async function queryPowerShell(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger">, ps?: PowerShellQuery): Promise<string> {
+async function queryPowerShell(ctx: Pick<DiagnosticContext, "host" | "signal" | "logger" | "markTruncated">, ps?: PowerShellQuery): Promise<string> {
   if (ps) return ps.query(NETSTAT_SCRIPT, PS_TIMEOUT_MS, ctx.signal);
   const lease = sharedPowerShell(ctx.host, { logger: ctx.logger });
   try {

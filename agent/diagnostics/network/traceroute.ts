@@ -84,7 +84,7 @@ function toHops(parsed: readonly ParsedHop[]): TracerouteHop[] {
  */
 export async function runTraceroute(
   req: TracerouteRequest,
-  ctx: Pick<DiagnosticContext, "host" | "signal">,
+  ctx: Pick<DiagnosticContext, "host" | "signal" | "markTruncated">,
   deps: TracerouteDeps = {},
 ): Promise<NetworkDiagResult> {
   const tools = deps.tools ?? defaultTraceTools(ctx.host.platform);
@@ -126,6 +126,7 @@ export async function runTraceroute(
   ];
   const raw = [out.stdout.replace(/\s+$/, ""), out.stderr.trim(), ...notes].filter((s) => s !== "").join("\n");
   result.rawOutput = capText(raw, RAW_OUTPUT_MAX);
+  if (notes.length > 0 || raw.length > RAW_OUTPUT_MAX) ctx.markTruncated?.();
   return result;
 }
 
