@@ -167,14 +167,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     ...(tuning.flushIntervalMs !== undefined ? { flushIntervalMs: tuning.flushIntervalMs } : {}),
     ...(tuning.maxEnvelopes !== undefined ? { maxEnvelopes: tuning.maxEnvelopes } : {}),
     onFlush: (batch) => {
-      // Written to disk before the sender may see it.
-      const seq = spool.append({
-        hostname: config.hostname,
-        envelopes: batch.envelopes,
-        collectorStatus: scheduler?.statuses() ?? [],
-        countsByCollector: batch.countsByCollector,
-      });
-      if (seq !== undefined) sender.notify();
+      // On disk before the sender can see it (the spool's read() returns only durable batches); the write runs in
+      // the thread pool, and the sender is woken when it is done.
+      void spool
+        .append({
+          hostname: config.hostname,
+          envelopes: batch.envelopes,
+          collectorStatus: scheduler?.statuses() ?? [],
+          countsByCollector: batch.countsByCollector,
+        })
+        .then((seq) => {
+          if (seq !== undefined) sender.notify();
+        });
     },
   });
   scheduler = createScheduler({
@@ -182,6 +186,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     staticStatuses: collectors.statics,
     hostname: config.hostname,
     sink: (name, envelopes) => batcher.add(name, envelopes),
+    beforeTick: () => batcher.flushDue(),
     logger: log,
     ...(tuning.maxJitterMs !== undefined ? { maxJitterMs: tuning.maxJitterMs } : {}),
   });
@@ -216,6 +221,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     connection,
     hostname: config.hostname,
     host,
+    policy: config.diagnostics,
     logger: log.child({ component: "commands" }),
     backoff: backoff(),
     waitUntilReady: register,
@@ -263,11 +269,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         stopper.abort();
         await sched.stop();
         batcher.close();
+        // The last batch is on disk before the sender's final window looks for it.
+        await spool.settled();
         await sender.stop();
         await commands.stop();
         connection.close();
         await collectors.close();
-        spool.close();
+        await spool.close();
         log.info("agent stopped");
       })();
       return stopping;

@@ -248,7 +248,7 @@ describe("the agent, in process, against a real server", () => {
       const { openSpool } = await import("./transport/spool.js");
       const spool = openSpool({ dir, maxBytes: 1 << 20, maxAgeMs: 60_000, logger: pino({ level: "silent" }) });
       expect(spool.hasPending()).toBe(false);
-      spool.close();
+      await spool.close();
       expect(err.text()).not.toContain("    at ");
     } finally {
       shutdown.abort();
@@ -285,7 +285,7 @@ describe("the agent, in process, against a real server", () => {
       expect(err.text()).toContain("another agent");
       expect(err.text()).not.toContain("    at ");
     } finally {
-      held.close();
+      await held.close();
     }
   });
 });

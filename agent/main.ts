@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
-import { getHeapSnapshot } from "node:v8";
+import { getHeapSnapshot, setFlagsFromString } from "node:v8";
 import { createLogger, type Logger } from "../common/logger.js";
 import { collectOnce, envelopesToJson, startAgent, type AgentDeps, type RunningAgent } from "./agent.js";
 import { ConfigError, DEFAULTS, ENV_VARS, FLAGS, loadConfig, type AgentConfig } from "./config.js";
@@ -168,7 +168,7 @@ export interface DebugServer {
 /**
  * Serves, on 127.0.0.1 only: `/debug/heap` (a V8 heap snapshot, for Chrome DevTools), `/debug/profile?seconds=N`
  * (a CPU profile of N seconds, default 30, at most 60, as .cpuprofile JSON) and `/debug/vars` (memory, resource
- * usage, event-loop delay, agent counters). The Node equivalents of Go's pprof handlers; one capture at a time.
+ * usage, event-loop delay since start or since the last `/debug/vars?reset=1`, agent counters). The Node equivalents of Go's pprof handlers; one capture at a time.
  */
 export async function startDebugServer(opts: DebugServerOptions): Promise<DebugServer> {
   const log = opts.logger;
@@ -212,6 +212,8 @@ export async function startDebugServer(opts: DebugServerOptions): Promise<DebugS
           },
           agent: opts.vars(),
         };
+        // `?reset=1` starts a new measuring window for the event-loop delay (e.g. to leave start-up out).
+        if (url.searchParams.get("reset") === "1") loopDelay.reset();
         const text = JSON.stringify(body, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v), 2);
         res.writeHead(200, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
         res.end(`${text}\n`);
@@ -326,6 +328,11 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
+  // The agent runs a little JavaScript every few seconds. At that rate V8's optimizing compiler (TurboFan) costs
+  // more than it saves: its background compilations took more CPU than the optimized code saved, and its code and
+  // compiler pages added RSS (docs/benchmarks.md). The interpreter and the baseline compiler stay on. Set here, not
+  // in the shebang, so `node dist/agent/main.js` gets it too; the flag applies to code optimized from now on.
+  setFlagsFromString("--no-opt");
   process.on("unhandledRejection", (reason) => {
     // A bug, not an outage: log it and keep collecting rather than lose the spool's in-memory state.
     process.stderr.write(`spectra-agent: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);

@@ -61,6 +61,59 @@ describe("scheduler", () => {
     expect(calls["fast"]).toHaveLength(4);
   });
 
+  it("runs collectors whose ticks coincide in one wake-up, with the before-tick hook first", async () => {
+    const events: string[] = [];
+    const mk = (name: string, intervalMs: number): ScheduledCollector => ({
+      name,
+      intervalMs,
+      collector: collectorOf(async () => {
+        events.push(`${name}@${Date.now() - t0}`);
+        return [];
+      }),
+    });
+    const t0 = Date.now();
+    const s = createScheduler({
+      collectors: [mk("cpu", 5_000), mk("network", 5_000), mk("memory", 10_000), mk("disk", 60_000)],
+      hostname: "h",
+      sink: () => {},
+      logger: pino({ level: "silent" }),
+      random: () => 0.5,
+      beforeTick: () => events.push(`tick@${Date.now() - t0}`),
+    });
+    s.start();
+    await vi.advanceTimersByTimeAsync(11_000);
+    expect(events).toEqual([
+      "tick@1000", "cpu@1000", "network@1000", "memory@1000", "disk@1000",
+      "tick@6000", "cpu@6000", "network@6000",
+      "tick@11000", "cpu@11000", "network@11000", "memory@11000",
+    ]);
+    // One timer for all of them.
+    expect(vi.getTimerCount()).toBe(1);
+    await s.stop();
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it("keeps ticks on their grid and skips the ones missed during a stall", async () => {
+    const seen: number[] = [];
+    let mono = 0;
+    const s = createScheduler({
+      collectors: [{ name: "cpu", intervalMs: 1_000, collector: collectorOf(async () => (seen.push(mono), [])) }],
+      hostname: "h",
+      sink: () => {},
+      logger: pino({ level: "silent" }),
+      random: () => 0,
+      monotonicNow: () => mono,
+    });
+    s.start();
+    await vi.advanceTimersByTimeAsync(0);
+    mono = 3_500; // the process was stopped for 3.5 s
+    await vi.advanceTimersByTimeAsync(1_000);
+    mono = 4_000;
+    await vi.advanceTimersByTimeAsync(500);
+    expect(seen).toEqual([0, 3_500, 4_000]);
+    await s.stop();
+  });
+
   it("keeps the jitter within bounds for any random draw", async () => {
     for (const r of [0, 0.3, 0.999999]) {
       const seen: number[] = [];

@@ -44,6 +44,13 @@ export interface SchedulerOptions {
   now?: () => number;
   /** How long stop() waits for running collectors after aborting them; default 2 s. */
   stopGraceMs?: number;
+  /**
+   * Called at every wake-up that runs collectors, before they run. The agent flushes a batch that is due here, so
+   * the flush shares the collectors' wake-up instead of having its own.
+   */
+  beforeTick?: () => void;
+  /** Monotonic clock (ms) the schedule runs on; default `performance.now`. */
+  monotonicNow?: () => number;
 }
 
 /** Counters beyond the proto status, for /debug/vars and tests. */
@@ -155,24 +162,43 @@ interface Entry {
   dropped: bigint;
   running: boolean;
   inFlight: Promise<void> | undefined;
-  abort: (() => void) | undefined;
+  controller: AbortController | undefined;
+  /** Monotonic times: next tick, and the running run's start and deadline. */
+  nextDueMs: number;
+  startedMs: number;
+  deadlineMs: number;
+  /** The running run already ended with a timeout (its late result is ignored). */
+  timedOut: boolean;
   runs: number;
   failures: number;
   skippedTicks: number;
   failingSinceMs: number | undefined;
   consecutiveFailures: number;
-  startTimer: NodeJS.Timeout | undefined;
-  interval: NodeJS.Timeout | undefined;
   logger: Logger;
 }
 
-/** Creates a {@link Scheduler}; nothing runs until start(). */
+/** A wake-up this close (ms) to a due time counts as on time: timers fire at whole milliseconds. */
+const DUE_SLACK_MS = 1;
+
+/**
+ * Creates a {@link Scheduler}; nothing runs until start().
+ *
+ * One timer serves every collector: it wakes at the earliest due tick (or run deadline) and runs everything due
+ * then. The start jitter is one random draw per scheduler (each collector starts after r·min(interval,
+ * maxJitterMs)), so collectors with the same interval, and those whose intervals are multiples of each other, tick
+ * in the same wake-up while agents on different hosts still spread out. Ticks stay on their grid (no drift), and
+ * ticks missed while the process was stalled are skipped, not run in a burst.
+ */
 export function createScheduler(opts: SchedulerOptions): Scheduler {
   const random = opts.random ?? Math.random;
   const now = opts.now ?? Date.now;
+  const mono = opts.monotonicNow ?? (() => performance.now());
   const maxJitterMs = opts.maxJitterMs ?? 2_000;
   const stopGraceMs = opts.stopGraceMs ?? 2_000;
   let stopped = false;
+  let started = false;
+  let timer: NodeJS.Timeout | undefined;
+  let armedFor = Infinity;
 
   const entries: Entry[] = opts.collectors.map((def) => ({
     def,
@@ -185,21 +211,63 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
     dropped: 0n,
     running: false,
     inFlight: undefined,
-    abort: undefined,
+    controller: undefined,
+    nextDueMs: Infinity,
+    startedMs: 0,
+    deadlineMs: Infinity,
+    timedOut: false,
     runs: 0,
     failures: 0,
     skippedTicks: 0,
     failingSinceMs: undefined,
     consecutiveFailures: 0,
-    startTimer: undefined,
-    interval: undefined,
     logger: opts.logger.child({ collector: def.name }),
   }));
   const byName = new Map(entries.map((e) => [e.def.name, e]));
   const staticDropped = new Map<string, bigint>();
 
-  function tick(e: Entry): void {
+  /** Sets the one timer for the earliest due tick or pending deadline (unchanged if it already points there). */
+  function arm(): void {
     if (stopped) return;
+    let target = Infinity;
+    for (const e of entries) {
+      if (e.nextDueMs < target) target = e.nextDueMs;
+      if (e.running && !e.timedOut && e.deadlineMs < target) target = e.deadlineMs;
+    }
+    if (target === armedFor && timer !== undefined) return;
+    clearTimeout(timer);
+    timer = undefined;
+    armedFor = target;
+    if (target === Infinity) return;
+    timer = setTimeout(wake, Math.max(0, Math.ceil(target - mono())));
+  }
+
+  function wake(): void {
+    timer = undefined;
+    armedFor = Infinity;
+    if (stopped) return;
+    const t = mono();
+    for (const e of entries) {
+      if (e.running && !e.timedOut && e.deadlineMs <= t + DUE_SLACK_MS) timeOut(e, t);
+    }
+    if (entries.some((e) => e.nextDueMs <= t + DUE_SLACK_MS)) {
+      try {
+        opts.beforeTick?.();
+      } catch (err) {
+        opts.logger.error({ err: describe(toError(err)) }, "before-tick hook failed");
+      }
+      for (const e of entries) {
+        if (e.nextDueMs > t + DUE_SLACK_MS) continue;
+        tick(e, t);
+        const interval = e.def.intervalMs;
+        e.nextDueMs += interval;
+        if (e.nextDueMs <= t) e.nextDueMs += (Math.floor((t - e.nextDueMs) / interval) + 1) * interval;
+      }
+    }
+    arm();
+  }
+
+  function tick(e: Entry, t: number): void {
     if (e.running) {
       // Never two runs of one collector at once: a slow run costs the next tick, not a pile-up.
       e.skippedTicks++;
@@ -207,14 +275,44 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       return;
     }
     e.running = true;
+    e.timedOut = false;
     e.runs++;
-    const run = runCollector(e.def.collector, e.timeoutMs);
-    e.abort = run.abort;
-    e.inFlight = run.settled.then(() => {
-      e.running = false;
-      e.abort = undefined;
-    });
-    void run.outcome.then((outcome) => record(e, outcome));
+    e.startedMs = t;
+    e.deadlineMs = t + e.timeoutMs;
+    // A fresh signal per run: collectors may leave listeners on it.
+    const controller = new AbortController();
+    e.controller = controller;
+    let collecting: ReturnType<Collector["collect"]>;
+    try {
+      collecting = Promise.resolve(e.def.collector.collect(controller.signal));
+    } catch (err) {
+      collecting = Promise.reject(err);
+    }
+    e.inFlight = collecting.then(
+      (result) => finish(e, result === NO_DATA ? { kind: "no-data", durationUs: elapsedUs(e) } : { kind: "ok", payloads: result, durationUs: elapsedUs(e) }),
+      (err: unknown) => finish(e, { kind: "error", error: toError(err), durationUs: elapsedUs(e), timedOut: false }),
+    );
+  }
+
+  function elapsedUs(e: Entry): number {
+    return Math.round((mono() - e.startedMs) * 1000);
+  }
+
+  function finish(e: Entry, outcome: RunOutcome): void {
+    e.running = false;
+    e.controller = undefined;
+    const late = e.timedOut;
+    e.timedOut = false;
+    // A run that timed out was already reported; its late result is dropped.
+    if (!late) record(e, outcome);
+    if (started) arm();
+  }
+
+  function timeOut(e: Entry, t: number): void {
+    const error = new Error(`timed out after ${e.timeoutMs} ms`);
+    e.timedOut = true;
+    e.controller?.abort(error);
+    record(e, { kind: "error", error, durationUs: Math.round((t - e.startedMs) * 1000), timedOut: true });
   }
 
   function record(e: Entry, outcome: RunOutcome): void {
@@ -261,34 +359,30 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
   return {
     start() {
       if (stopped) throw new Error("scheduler already stopped");
-      for (const e of entries) {
-        const jitter = Math.floor(random() * Math.min(e.def.intervalMs, maxJitterMs));
-        e.startTimer = setTimeout(() => {
-          e.startTimer = undefined;
-          tick(e);
-          e.interval = setInterval(() => tick(e), e.def.intervalMs);
-        }, jitter);
-      }
+      if (started) return;
+      started = true;
+      const r = random();
+      const t0 = mono();
+      for (const e of entries) e.nextDueMs = t0 + Math.floor(r * Math.min(e.def.intervalMs, maxJitterMs));
+      arm();
     },
 
     async stop() {
       if (stopped) return;
       stopped = true;
-      for (const e of entries) {
-        clearTimeout(e.startTimer);
-        clearInterval(e.interval);
-        e.abort?.();
-      }
+      clearTimeout(timer);
+      timer = undefined;
+      for (const e of entries) e.controller?.abort(new Error("scheduler stopped"));
       const running = entries.flatMap((e) => (e.inFlight && e.running ? [e.inFlight] : []));
       if (running.length === 0) return;
-      let timer: NodeJS.Timeout | undefined;
+      let grace: NodeJS.Timeout | undefined;
       await Promise.race([
         Promise.all(running),
         new Promise<void>((resolve) => {
-          timer = setTimeout(resolve, stopGraceMs);
+          grace = setTimeout(resolve, stopGraceMs);
         }),
       ]);
-      clearTimeout(timer);
+      clearTimeout(grace);
     },
 
     statuses() {

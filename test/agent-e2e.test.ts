@@ -41,7 +41,7 @@ function startAgent(name: string, server: string): ChildProcess & { output: () =
   );
   const child = spawn(
     process.execPath,
-    [AGENT, "--server", server, "--hostname", name, "--data-dir", join(workDir, name), "--config", config],
+    [AGENT, "--server", server, "--hostname", name, "--data-dir", join(workDir, name), "--config", config, "--collectors", CORE.join(",")],
     { stdio: ["ignore", "pipe", "pipe"], env: { PATH: process.env["PATH"] ?? "", SPECTRA_LOG_LEVEL: "info" } },
   );
   let out = "";

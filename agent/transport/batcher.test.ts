@@ -49,4 +49,17 @@ describe("createBatcher", () => {
     b.add("cpu", [env("cpu")]);
     expect(out).toHaveLength(2);
   });
+
+  it("flushes a nearly due batch when the scheduler wakes up, before its own timer", () => {
+    const out: PendingBatch[] = [];
+    const b = createBatcher({ onFlush: (x) => out.push(x) });
+    b.add("cpu", [env("cpu")]);
+    vi.advanceTimersByTime(4_000);
+    b.flushDue();
+    expect(out).toHaveLength(0);
+    vi.advanceTimersByTime(999);
+    b.flushDue(); // the next 5 s tick woke up a moment before the flush timer would
+    expect(out).toHaveLength(1);
+    expect(vi.getTimerCount()).toBe(0);
+  });
 });

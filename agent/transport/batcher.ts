@@ -14,6 +14,8 @@ export interface BatcherOptions {
   flushIntervalMs?: number;
   /** Receives each batch synchronously (the agent writes it to the spool). Must not throw. */
   onFlush: (batch: PendingBatch) => void;
+  /** Monotonic clock (ms) for {@link Batcher.flushDue}; default `performance.now`. */
+  now?: () => number;
 }
 
 /** Groups envelopes into batches: at most maxEnvelopes each, none older than flushIntervalMs. */
@@ -21,6 +23,12 @@ export interface Batcher {
   add(collector: string, envelopes: readonly MetricEnvelope[]): void;
   /** Flushes whatever is pending now (shutdown, --once). */
   flush(): void;
+  /**
+   * Flushes if the oldest pending envelope is nearly flushIntervalMs old (within a tenth of it). The scheduler
+   * calls this at each wake-up, so the batch of the previous tick leaves in the same wake-up as the next tick's
+   * collection, before the flush timer (a separate wake-up a moment later) would fire.
+   */
+  flushDue(): void;
   /** Envelopes waiting for the next flush. */
   readonly pending: number;
   /** Flushes and stops the timer; later add() calls flush immediately per call. */
@@ -36,6 +44,8 @@ export function createBatcher(opts: BatcherOptions): Batcher {
   // The timer runs only while something is pending, so an idle agent has no wake-ups here.
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
+  const now = opts.now ?? (() => performance.now());
+  let firstAtMs = 0;
 
   function flush(): void {
     clearTimeout(timer);
@@ -58,9 +68,15 @@ export function createBatcher(opts: BatcherOptions): Batcher {
         flush();
         return;
       }
-      if (envelopes.length > 0 && timer === undefined) timer = setTimeout(flush, flushIntervalMs);
+      if (envelopes.length > 0 && timer === undefined) {
+        firstAtMs = now();
+        timer = setTimeout(flush, flushIntervalMs);
+      }
     },
     flush,
+    flushDue() {
+      if (envelopes.length > 0 && now() - firstAtMs >= flushIntervalMs * 0.9) flush();
+    },
     get pending() {
       return envelopes.length;
     },

@@ -151,8 +151,8 @@ function setup(url: string, opts: { windowMs?: number; logger?: Logger; connecti
   return { spool, connection, sender };
 }
 
-function appendBatch(spool: Spool, sender: Sender, n = 2): bigint {
-  const seq = spool.append({
+async function appendBatch(spool: Spool, sender: Sender, n = 2): Promise<bigint> {
+  const seq = await spool.append({
     hostname: "web-01",
     envelopes: Array.from({ length: n }, () => create(MetricEnvelopeSchema, { type: "cpu", hostname: "web-01" })),
     collectorStatus: [],
@@ -175,11 +175,11 @@ describe("sender over HTTP/2", () => {
     const server = await startServer("h2");
     cleanups.push(() => server.close());
     const { spool, sender, connection } = setup(server.url);
-    for (let i = 0; i < 3; i++) appendBatch(spool, sender);
+    for (let i = 0; i < 3; i++) await appendBatch(spool, sender);
     sender.start();
     await until(() => !spool.hasPending(), 10_000, "spool drained");
     // Batches keep flowing through later windows.
-    for (let i = 0; i < 4; i++) appendBatch(spool, sender);
+    for (let i = 0; i < 4; i++) await appendBatch(spool, sender);
     await until(() => !spool.hasPending(), 10_000, "spool drained again");
     expect(storedSequences(server, spool.sessionId)).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(server.gzipSeen).toBe(true);
@@ -194,7 +194,7 @@ describe("sender over HTTP/2", () => {
     server.reject.add(2n);
     const { logger, lines } = captureLogger();
     const { spool, sender } = setup(server.url, { logger });
-    for (let i = 0; i < 3; i++) appendBatch(spool, sender);
+    for (let i = 0; i < 3; i++) await appendBatch(spool, sender);
     sender.start();
     await until(() => !spool.hasPending(), 10_000, "spool drained");
     expect(storedSequences(server, spool.sessionId)).toEqual([1, 3]);
@@ -211,21 +211,21 @@ describe("sender over HTTP/2", () => {
     const { logger, lines } = captureLogger();
     const { spool, sender } = setup(server.url, { logger, windowMs: 300 });
     sender.start();
-    for (let i = 0; i < 3; i++) appendBatch(spool, sender);
+    for (let i = 0; i < 3; i++) await appendBatch(spool, sender);
     await until(() => !spool.hasPending(), 10_000, "first batches");
 
     // The server goes away mid-window; batches collected meanwhile wait in the spool.
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     await server.close();
     for (let i = 0; i < 5; i++) {
-      appendBatch(spool, sender);
+      await appendBatch(spool, sender);
       await new Promise((r) => setTimeout(r, 40));
     }
     await until(() => lines.some((l) => /unreachable: ECONNREFUSED; retrying in/.test(String(l["msg"]))), 10_000, "retry log");
     expect(spool.stats().batches).toBeGreaterThanOrEqual(5);
 
     server = await startServer("h2", port, shared);
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     await until(() => !spool.hasPending(), 15_000, "spool drained after the outage");
     expect(storedSequences(server, spool.sessionId)).toEqual(Array.from({ length: 10 }, (_, i) => i + 1));
     for (const count of server.stores.values()) expect(count).toBe(2);
@@ -238,14 +238,14 @@ describe("sender over HTTP/2", () => {
     cleanups.push(() => server.close());
     // First agent: collects while the server is not known yet, then stops with everything still spooled.
     const first = setup("http://127.0.0.1:1");
-    for (let i = 0; i < 4; i++) appendBatch(first.spool, first.sender);
+    for (let i = 0; i < 4; i++) await appendBatch(first.spool, first.sender);
     const session = first.spool.sessionId;
-    first.spool.close();
+    await first.spool.close();
 
     const second = setup(server.url);
     expect(second.spool.sessionId).toBe(session);
     second.sender.start();
-    appendBatch(second.spool, second.sender);
+    await appendBatch(second.spool, second.sender);
     await until(() => !second.spool.hasPending(), 10_000, "replay");
     expect(storedSequences(server, session)).toEqual([1, 2, 3, 4, 5]);
   });
@@ -255,8 +255,8 @@ describe("sender over HTTP/2", () => {
     cleanups.push(() => server.close());
     const { spool, sender } = setup(server.url, { windowMs: 30_000 });
     sender.start();
-    appendBatch(spool, sender);
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     await until(() => server.streams === 1, 5_000, "stream open");
     await new Promise((r) => setTimeout(r, 100));
     const t0 = Date.now();
@@ -269,7 +269,7 @@ describe("sender over HTTP/2", () => {
   it("logs an unreachable server as one clear line, without a stack trace", async () => {
     const { logger, lines } = captureLogger();
     const { spool, sender } = setup("http://127.0.0.1:1", { logger });
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     sender.start();
     await until(() => lines.filter((l) => l["level"] === 40).length >= 2, 5_000, "warnings");
     const warn = lines.find((l) => l["level"] === 40)!;
@@ -286,7 +286,7 @@ describe("sender fallback to HTTP/1.1", () => {
     server.reject.add(3n);
     const { logger, lines } = captureLogger();
     const { spool, sender, connection } = setup(server.url, { logger });
-    for (let i = 0; i < 5; i++) appendBatch(spool, sender);
+    for (let i = 0; i < 5; i++) await appendBatch(spool, sender);
     sender.start();
     await until(() => !spool.hasPending(), 15_000, "spool drained over HTTP/1.1");
     expect(connection.mode).toBe("http1");
@@ -296,7 +296,7 @@ describe("sender fallback to HTTP/1.1", () => {
     expect(lines.some((l) => String(l["msg"]).includes("falling back to HTTP/1.1"))).toBe(true);
     const rejected = lines.find((l) => String(l["msg"]).includes("rejected a batch"));
     expect(rejected?.["reason"]).toBe("envelope hostname mismatch");
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     await until(() => !spool.hasPending(), 5_000, "later batch");
     expect(storedSequences(server, spool.sessionId)).toEqual([1, 2, 4, 5, 6]);
   });
@@ -311,7 +311,7 @@ describe("sender fallback to HTTP/1.1", () => {
     expect(connection.mode).toBe("http1");
     t = 2_000;
     expect(connection.mode).toBe("h2");
-    appendBatch(spool, sender);
+    await appendBatch(spool, sender);
     sender.start();
     await until(() => !spool.hasPending(), 5_000, "sent over h2");
     expect(server.streams).toBeGreaterThanOrEqual(1);
