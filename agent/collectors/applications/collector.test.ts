@@ -5,7 +5,8 @@ import { pino } from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger, type Logger } from "../../../common/logger.js";
 import type { ApplicationList } from "../../../gen/spectra/v1/metrics_pb.js";
-import type { CommandRunner, ExecOptions, ExecResult } from "../../host/host-access.js";
+import type { CommandRunner } from "../../host/host-access.js";
+import { fakeRunnerTable } from "../../host/testing/fake-runner.js";
 import type { PowerShellQuery } from "../../host/powershell.js";
 import { createHostAccess } from "../../host/index.js";
 import { NO_DATA, type Payload } from "../types.js";
@@ -17,34 +18,11 @@ import { createWindowsApplicationsCollector } from "./windows.js";
 const testdata = path.join(import.meta.dirname, "testdata");
 const read = (f: string): string => fs.readFileSync(path.join(testdata, f), "utf8");
 
-interface Call {
-  file: string;
-  args: readonly string[];
-  opts: ExecOptions;
-}
-type Answer = Partial<ExecResult> | Error;
 
 /**
  * A command runner answering `"<file> <args…>"` from a table (entries may be functions, to change answers between
  * runs); commands missing from the table fail to start with ENOENT, like a program that is not installed.
  */
-function fakeRunner(table: Record<string, Answer | (() => Answer)>): CommandRunner & { calls: Call[]; files(): string[] } {
-  const calls: Call[] = [];
-  return {
-    calls,
-    files: () => calls.map((c) => c.file),
-    async run(file, args, opts) {
-      calls.push({ file, args, opts });
-      const entry = table[[file, ...args].join(" ")];
-      if (entry === undefined) {
-        throw new Error(`run ${file}`, { cause: Object.assign(new Error(`spawn ${file} ENOENT`), { code: "ENOENT" }) });
-      }
-      const a = typeof entry === "function" ? entry() : entry;
-      if (a instanceof Error) throw a;
-      return { stdout: "", stderr: "", exitCode: 0, signal: null, timedOut: false, truncated: false, ...a };
-    },
-  };
-}
 
 const DPKG = "dpkg-query -W -f ${Package}\\t${Version}\\t${Architecture}\\t${db:Status-Abbrev}\\t${Maintainer}\\n";
 const RPM = "rpm -qa --qf %{NAME}\\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\\t%{ARCH}\\t%{VENDOR}\\n";
@@ -97,7 +75,7 @@ const list = (out: Payload[] | typeof NO_DATA): ApplicationList => {
 
 describe("applications on Linux: sources", () => {
   it("runs every source's command with a timeout and an output cap; dpkg + snap + flatpak together", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       [DPKG]: { stdout: dpkgLines(["bash", "5.2.15-2+b8"], ["zlib1g", "1:1.2.13.dfsg-1"]) },
       [SNAP]: { stdout: read("snap/list.txt") },
       [FLATPAK]: { stdout: read("flatpak/list-columns.tsv") },
@@ -115,7 +93,7 @@ describe("applications on Linux: sources", () => {
     expect(l.added).toEqual([]);
     expect(l.removed).toEqual([]);
     expect(l.upgraded).toEqual([]);
-    expect(exec.files().sort()).toEqual(["dpkg-query", "flatpak", "pacman", "rpm", "snap"]);
+    expect(exec.calls.map((c) => c.file).sort()).toEqual(["dpkg-query", "flatpak", "pacman", "rpm", "snap"]);
     for (const c of exec.calls) {
       expect(c.opts.timeoutMs).toBe(60_000);
       expect(c.opts.maxOutputBytes).toBe(32 * 1024 * 1024);
@@ -132,7 +110,7 @@ describe("applications on Linux: sources", () => {
     const fileRoot = path.join(root, "alpine");
     fs.mkdirSync(path.join(fileRoot, "lib/apk/db"), { recursive: true });
     fs.copyFileSync(path.join(testdata, "apk/installed"), path.join(fileRoot, "lib/apk/db/installed"));
-    const exec = fakeRunner({ [RPM]: { stdout: read("rpm/qa.tsv") }, "pacman -Q": { stdout: read("pacman/Q.txt") } });
+    const exec = fakeRunnerTable({ [RPM]: { stdout: read("rpm/qa.tsv") }, "pacman -Q": { stdout: read("pacman/Q.txt") } });
     const l = list(await linux(exec, { t: at(15, 10) }, { fileRoot }).collect(signal));
     const count = (s: string): number => l.applications.filter((a) => a.source === s).length;
     expect([count("rpm"), count("pacman"), count("apk")]).toEqual([6, 7, 4]);
@@ -140,12 +118,12 @@ describe("applications on Linux: sources", () => {
 
   it("dpkg-query exit 1 'no packages found' is an empty list; snap's 'no snaps' too", async () => {
     const stderr = read("dpkg/dpkg-query-W-some.stderr").split("\n")[0]!;
-    const exec = fakeRunner({ [DPKG]: { exitCode: 1, stderr }, [SNAP]: { stderr: read("snap/none.stderr") } });
+    const exec = fakeRunnerTable({ [DPKG]: { exitCode: 1, stderr }, [SNAP]: { stderr: read("snap/none.stderr") } });
     expect(list(await linux(exec, { t: at(15, 10) }).collect(signal)).applications).toEqual([]);
   });
 
   it("flatpak without --columns falls back to the plain list", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       [FLATPAK]: { exitCode: 1, stderr: read("flatpak/unknown-option.stderr") },
       "flatpak list --app": { stdout: read("flatpak/list-old.txt") },
     });
@@ -155,7 +133,7 @@ describe("applications on Linux: sources", () => {
 
   it("one failing source is logged once and does not hide the others; recovery is logged", async () => {
     let snapUp = false;
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       [DPKG]: { stdout: dpkgLines(["bash", "1"]) },
       [SNAP]: () => (snapUp ? { stdout: read("snap/list-ascii.txt") } : { exitCode: 1, stderr: read("snap/no-snapd.stderr") }),
     });
@@ -180,7 +158,7 @@ describe("applications on Linux: sources", () => {
 
   it("every existing source failing is an error, retried at the next wake-up", async () => {
     let fail = true;
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       [DPKG]: () => (fail ? { exitCode: 2, stderr: "dpkg-query: error: parsing file '/var/lib/dpkg/status' near line 7" } : { stdout: dpkgLines(["a", "1"]) }),
       [SNAP]: { exitCode: 1, stderr: read("snap/no-snapd.stderr") },
     });
@@ -190,16 +168,16 @@ describe("applications on Linux: sources", () => {
     fail = false;
     clock.t = at(15, 11);
     expect(list(await c.collect(signal)).applications.map((a) => a.name)).toEqual(["a"]);
-    expect(exec.files().filter((f) => f === "dpkg-query")).toHaveLength(2);
+    expect(exec.calls.map((c) => c.file).filter((f) => f === "dpkg-query")).toHaveLength(2);
   });
 
   it("a timed-out or truncated command is a failure of its source", async () => {
-    const exec = fakeRunner({ [DPKG]: { timedOut: true, exitCode: null, signal: "SIGKILL" }, "pacman -Q": { truncated: true, stdout: "a 1\n" } });
+    const exec = fakeRunnerTable({ [DPKG]: { timedOut: true, exitCode: null, signal: "SIGKILL" }, "pacman -Q": { truncated: true, stdout: "a 1\n" } });
     await expect(linux(exec, { t: at(15, 10) }).collect(signal)).rejects.toThrow(/dpkg-query -W: timed out; pacman: pacman -Q: output exceeded/);
   });
 
   it("an aborted run throws and is not recorded: the next wake-up takes the inventory", async () => {
-    const exec = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock = { t: at(15, 10) };
     const c = linux(exec, clock);
     await expect(c.collect(AbortSignal.abort(new Error("run timed out")))).rejects.toThrow(/aborted/);
@@ -208,7 +186,7 @@ describe("applications on Linux: sources", () => {
   });
 
   it("no package source at all: NO_DATA, and NO_DATA without running anything until the next night", async () => {
-    const exec = fakeRunner({});
+    const exec = fakeRunnerTable({});
     const clock = { t: at(15, 10) };
     const c = linux(exec, clock);
     expect(await c.collect(signal)).toBe(NO_DATA);
@@ -225,7 +203,7 @@ describe("applications on Linux: sources", () => {
 
 describe("applications: daily schedule and change detection", () => {
   it("inventory at start, then not again until the first wake-up at or after 02:00 local next day", async () => {
-    const exec = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock = { t: at(15, 10) };
     const c = linux(exec, clock);
     const inventories = (): number => exec.calls.filter((x) => x.file === "dpkg-query").length;
@@ -250,15 +228,15 @@ describe("applications: daily schedule and change detection", () => {
   });
 
   it("started before 02:00: the nightly run comes the same night; `at` is configurable", async () => {
-    const exec = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock = { t: at(15, 1) };
     const c = linux(exec, clock);
     await c.collect(signal);
     clock.t = at(15, 2);
     await c.collect(signal);
-    expect(exec.files().filter((f) => f === "dpkg-query")).toHaveLength(2);
+    expect(exec.calls.map((c) => c.file).filter((f) => f === "dpkg-query")).toHaveLength(2);
 
-    const exec2 = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec2 = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock2 = { t: at(15, 10) };
     const c2 = linux(exec2, clock2, { options: { at: "23:30" } });
     await c2.collect(signal);
@@ -266,12 +244,12 @@ describe("applications: daily schedule and change detection", () => {
     await c2.collect(signal);
     clock2.t = at(15, 23, 40);
     await c2.collect(signal);
-    expect(exec2.files().filter((f) => f === "dpkg-query")).toHaveLength(2);
+    expect(exec2.calls.map((c) => c.file).filter((f) => f === "dpkg-query")).toHaveLength(2);
   });
 
   it("sends only changes: added, removed and upgraded against the last inventory sent", async () => {
     let stdout = dpkgLines(["bash", "5.2.15-2+b2"], ["libssl3", "3.0.11-1~deb12u2"], ["vim", "2:9.0.1378-2"]);
-    const exec = fakeRunner({ [DPKG]: () => ({ stdout }) });
+    const exec = fakeRunnerTable({ [DPKG]: () => ({ stdout }) });
     const clock = { t: at(15, 10) };
     const c = linux(exec, clock);
     expect(list(await c.collect(signal)).applications).toHaveLength(3);
@@ -292,7 +270,7 @@ describe("applications: daily schedule and change detection", () => {
   });
 
   it("full resend of an unchanged inventory after `full_resend`", async () => {
-    const exec = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock = { t: at(15, 10) };
     const c = linux(exec, clock, { options: { full_resend: "2d" } });
     list(await c.collect(signal));
@@ -307,7 +285,7 @@ describe("applications: daily schedule and change detection", () => {
   });
 
   it("default 7 days: a run a few minutes earlier in the day than a week ago still resends", async () => {
-    const exec = fakeRunner({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
+    const exec = fakeRunnerTable({ [DPKG]: { stdout: dpkgLines(["a", "1"]) } });
     const clock = { t: at(15, 2, 10) };
     const c = linux(exec, clock);
     list(await c.collect(signal));
@@ -320,7 +298,7 @@ describe("applications: daily schedule and change detection", () => {
   });
 
   it("validates the options at create", async () => {
-    const exec = fakeRunner({});
+    const exec = fakeRunnerTable({});
     for (const bad of [{ at: "2:00" }, { at: "24:00" }, { at: 200 }, { full_resend: "5m" }, { full_resend: "soon" }]) {
       expect(() => linux(exec, { t: 0 }, { options: bad })).toThrow(/collectors\.applications\.options\.(at|full_resend)/);
     }
@@ -355,7 +333,7 @@ describe("applications on Windows", () => {
     const ps = fakePs([new Error("powershell query timed out after 60000 ms"), base, upgraded]);
     const clock = { t: at(15, 10) };
     const c = createWindowsApplicationsCollector(
-      { host: createHostAccess({}, { platform: "windows", exec: fakeRunner({}) }), logger: silentLogger(), options: {} },
+      { host: createHostAccess({}, { platform: "windows", exec: fakeRunnerTable({}) }), logger: silentLogger(), options: {} },
       { ps, now: () => clock.t },
     );
     await expect(c.collect(signal)).rejects.toThrow(/timed out/);

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../common/logger.js";
 import type { ClockMetrics, GpuMemory, ThrottleStatus, VoltageMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
-import type { CommandRunner, ExecOptions, ExecResult } from "../../host/host-access.js";
+import type { CommandRunner, ExecResult } from "../../host/host-access.js";
+import { enoent, fakeRunner } from "../../host/testing/fake-runner.js";
 import { createHostAccess } from "../../host/index.js";
 import { NO_DATA, type Payload } from "../types.js";
 import raspberrypi from "./index.js";
@@ -13,28 +14,8 @@ import { createRaspberryPiCollector } from "./linux.js";
 const testdata = path.join(import.meta.dirname, "testdata");
 const read = (f: string): string => fs.readFileSync(path.join(testdata, f), "utf8");
 
-interface Call {
-  file: string;
-  args: readonly string[];
-  opts: ExecOptions;
-}
 
-/** A command runner that answers from a function and records every call. */
-function fakeRunner(answer: (file: string, args: readonly string[]) => Partial<ExecResult> | Error): CommandRunner & { calls: Call[] } {
-  const calls: Call[] = [];
-  return {
-    calls,
-    async run(file, args, opts) {
-      calls.push({ file, args, opts });
-      const a = answer(file, args);
-      if (a instanceof Error) throw a;
-      return { stdout: "", stderr: "", exitCode: 0, signal: null, timedOut: false, truncated: false, ...a };
-    },
-  };
-}
 
-const enoent = (file: string): Error =>
-  new Error(`run ${file}`, { cause: Object.assign(new Error(`spawn ${file} ENOENT`), { code: "ENOENT" }) });
 
 /** vcgencmd on a healthy Pi 4, from the hand-written samples. */
 const PI4_ANSWERS: Record<string, string> = {

@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../common/logger.js";
 import type { UpdateStatus } from "../../../gen/spectra/v1/metrics_pb.js";
-import type { CommandRunner, ExecOptions, ExecResult } from "../../host/host-access.js";
+import type { CommandRunner, ExecResult } from "../../host/host-access.js";
+import { fakeRunnerTable, type Call } from "../../host/testing/fake-runner.js";
 import { createHostAccess } from "../../host/index.js";
 import { NO_DATA, type Payload } from "../types.js";
 import { BackgroundCheck } from "./background-check.js";
@@ -17,38 +18,17 @@ import { createWindowsUpdateStatusCollector } from "./windows.js";
 const testdata = path.join(import.meta.dirname, "testdata");
 const read = (f: string): string => fs.readFileSync(path.join(testdata, f), "utf8");
 
-interface Call {
-  file: string;
-  args: readonly string[];
-  opts: ExecOptions;
-}
 
-type Answer = Partial<ExecResult> | Error | Promise<Partial<ExecResult>>;
 
 /**
  * A command runner answering `"<file> <args…>"` from a table; commands missing from the table fail to start
  * with ENOENT, like a program that is not installed.
  */
-function fakeRunner(table: Record<string, Answer | (() => Answer)>): CommandRunner & { calls: Call[]; commands(): string[] } {
-  const calls: Call[] = [];
-  return {
-    calls,
-    commands: () => calls.map((c) => [c.file, ...c.args].join(" ")),
-    async run(file, args, opts) {
-      calls.push({ file, args, opts });
-      const key = [file, ...args].join(" ");
-      const entry = table[key];
-      if (entry === undefined) {
-        throw new Error(`run ${file}`, { cause: Object.assign(new Error(`spawn ${file} ENOENT`), { code: "ENOENT" }) });
-      }
-      const a = await (typeof entry === "function" ? entry() : entry);
-      if (a instanceof Error) throw a;
-      return { stdout: "", stderr: "", exitCode: 0, signal: null, timedOut: false, truncated: false, ...a };
-    },
-  };
-}
 
 const APT = "apt-get -s -o Debug::NoLocking=true -o APT::Get::Show-User-Simulation-Note=false dist-upgrade";
+/** The command lines run, in order. */
+const commandsOf = (exec: { calls: Call[] }): string[] => exec.calls.map((c) => [c.file, ...c.args].join(" "));
+
 const signal = new AbortController().signal;
 let root: string;
 
@@ -89,22 +69,22 @@ const LISTS = { "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_bin
 
 describe("linux update_status: apt", () => {
   it("simulates dist-upgrade without locking or refreshing; counts and reboot flag", async () => {
-    const exec = fakeRunner({ [APT]: { stdout: read("captured/apt-get-s-dist-upgrade.txt") } });
+    const exec = fakeRunnerTable({ [APT]: { stdout: read("captured/apt-get-s-dist-upgrade.txt") } });
     const fileRoot = files("apt", { ...LISTS, "run/reboot-required": "*** System restart required ***\n" });
     const s = status(await linux(exec, fileRoot).collect(signal));
     expect(s).toMatchObject({ packageManager: "apt", pendingCount: 126, securityCount: 71, rebootRequired: true });
     expect(s.packages).toHaveLength(126);
     expect(s.packages.find((p) => p.name === "openssl")).toMatchObject({ version: "3.0.22-1~deb12u2", security: true });
-    expect(exec.commands()).toEqual([APT]);
+    expect(commandsOf(exec)).toEqual([APT]);
     const opts = exec.calls[0]!.opts;
     expect(opts.timeoutMs).toBeGreaterThan(0);
     expect(opts.maxOutputBytes).toBeGreaterThan(0);
     // Never an index refresh.
-    expect(exec.commands().join("\n")).not.toMatch(/\bupdate\b/);
+    expect(commandsOf(exec).join("\n")).not.toMatch(/\bupdate\b/);
   });
 
   it("reboot-required.pkgs alone also means a reboot; no flag means none", async () => {
-    const exec = fakeRunner({ [APT]: { stdout: read("apt/ubuntu-dist-upgrade.txt") } });
+    const exec = fakeRunnerTable({ [APT]: { stdout: read("apt/ubuntu-dist-upgrade.txt") } });
     const withPkgs = files("apt-pkgs", { ...LISTS, "var/run/reboot-required.pkgs": "linux-image-5.15.0-92-generic\n" });
     expect(status(await linux(exec, withPkgs).collect(signal))).toMatchObject({ rebootRequired: true, pendingCount: 6, securityCount: 4 });
     const none = files("apt-noflag", LISTS);
@@ -112,27 +92,27 @@ describe("linux update_status: apt", () => {
   });
 
   it("without package lists: a clear error instead of a silent zero", async () => {
-    const exec = fakeRunner({ [APT]: { stdout: read("captured/apt-get-s-dist-upgrade-no-lists.txt") } });
+    const exec = fakeRunnerTable({ [APT]: { stdout: read("captured/apt-get-s-dist-upgrade-no-lists.txt") } });
     await expect(linux(exec, files("apt-nolists", {})).collect(signal)).rejects.toThrow(/no package lists.*apt-get update/);
   });
 
   it("apt-get failing: the exit code and stderr in the error", async () => {
-    const exec = fakeRunner({ [APT]: { exitCode: 100, stderr: "E: The package lists or status file could not be parsed or opened." } });
+    const exec = fakeRunnerTable({ [APT]: { exitCode: 100, stderr: "E: The package lists or status file could not be parsed or opened." } });
     await expect(linux(exec, files("apt-fail", LISTS)).collect(signal)).rejects.toThrow(/exit 100: E: The package lists/);
   });
 
   it("remembers the package manager after the first run", async () => {
-    const exec = fakeRunner({ [APT]: { stdout: "" } });
+    const exec = fakeRunnerTable({ [APT]: { stdout: "" } });
     const c = linux(exec, files("apt-twice", LISTS));
     await c.collect(signal);
     await c.collect(signal);
-    expect(exec.commands()).toEqual([APT, APT]);
+    expect(commandsOf(exec)).toEqual([APT, APT]);
   });
 });
 
 describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)", () => {
   it("dnf: cache-only check-update (exit 100), security from updateinfo, reboot from needs-restarting", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       "dnf -q -C check-update": { stdout: read("dnf/check-update.txt"), exitCode: 100 },
       "dnf -q -C updateinfo list --security": { stdout: read("dnf/updateinfo-security.txt") },
       "needs-restarting -r": { stdout: read("dnf/needs-restarting-required.txt"), exitCode: 1 },
@@ -140,11 +120,11 @@ describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)",
     const s = status(await linux(exec, files("dnf", {})).collect(signal));
     expect(s).toMatchObject({ packageManager: "dnf", pendingCount: 5, securityCount: 2, rebootRequired: true });
     expect(s.packages.filter((p) => p.security).map((p) => p.name)).toEqual(["kernel", "openssl-libs"]);
-    expect(exec.commands()).toEqual([APT, "dnf -q -C check-update", "dnf -q -C updateinfo list --security", "needs-restarting -r"]);
+    expect(commandsOf(exec)).toEqual([APT, "dnf -q -C check-update", "dnf -q -C updateinfo list --security", "needs-restarting -r"]);
   });
 
   it("dnf: a missing needs-restarting plugin (exit 1) is not read as 'reboot required'", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       "dnf -q -C check-update": { stdout: "", exitCode: 0 },
       "dnf -q -C updateinfo list --security": { stdout: "" },
       "dnf -q -C needs-restarting -r": { stderr: read("dnf/no-such-command.stderr"), exitCode: 1 },
@@ -154,12 +134,12 @@ describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)",
   });
 
   it("dnf without a metadata cache: an error that says so", async () => {
-    const exec = fakeRunner({ "dnf -q -C check-update": { stderr: read("dnf/no-cache.stderr"), exitCode: 1 } });
+    const exec = fakeRunnerTable({ "dnf -q -C check-update": { stderr: read("dnf/no-cache.stderr"), exitCode: 1 } });
     await expect(linux(exec, files("dnf-nocache", {})).collect(signal)).rejects.toThrow(/no metadata cache.*makecache/);
   });
 
   it("yum when there is no dnf", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       "yum -q -C check-update": { stdout: read("dnf/check-update.txt"), exitCode: 100 },
       "yum -q -C updateinfo list --security": { exitCode: 1 },
       "needs-restarting -r": { stdout: read("dnf/needs-restarting-ok.txt") },
@@ -173,7 +153,7 @@ describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)",
   });
 
   it("pacman: checkupdates; the running kernel's modules gone means a reboot", async () => {
-    const exec = fakeRunner({ checkupdates: { stdout: read("pacman/checkupdates.txt") } });
+    const exec = fakeRunnerTable({ checkupdates: { stdout: read("pacman/checkupdates.txt") } });
     const fileRoot = files("pacman", { "usr/lib/modules/6.7.5-arch1-1/modules.dep": "" });
     expect(status(await linux(exec, fileRoot, "6.7.4-arch1-1").collect(signal))).toMatchObject({
       packageManager: "pacman",
@@ -185,21 +165,21 @@ describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)",
   });
 
   it("pacman: without checkupdates, pacman -Qu (exit 1 and no output = nothing pending)", async () => {
-    const exec = fakeRunner({ "pacman -Qu": { exitCode: 1 } });
+    const exec = fakeRunnerTable({ "pacman -Qu": { exitCode: 1 } });
     expect(status(await linux(exec, files("pacman-qu", {})).collect(signal))).toMatchObject({ packageManager: "pacman", pendingCount: 0 });
-    expect(exec.commands().slice(-2)).toEqual(["checkupdates", "pacman -Qu"]);
+    expect(commandsOf(exec).slice(-2)).toEqual(["checkupdates", "pacman -Qu"]);
   });
 
   it("apk: version -l '<' as an argument (no shell); a missing index is an error", async () => {
-    const exec = fakeRunner({ "apk version -l <": { stdout: read("apk/version.txt") } });
+    const exec = fakeRunnerTable({ "apk version -l <": { stdout: read("apk/version.txt") } });
     expect(status(await linux(exec, files("apk", {})).collect(signal))).toMatchObject({ packageManager: "apk", pendingCount: 3 });
     expect(exec.calls.at(-1)!.args).toEqual(["version", "-l", "<"]);
-    const noIndex = fakeRunner({ "apk version -l <": { stdout: "Installed:   Available:\n", stderr: read("apk/no-index.stderr") } });
+    const noIndex = fakeRunnerTable({ "apk version -l <": { stdout: "Installed:   Available:\n", stderr: read("apk/no-index.stderr") } });
     await expect(linux(noIndex, files("apk-noindex", {})).collect(signal)).rejects.toThrow(/no package index/);
   });
 
   it("zypper: no refresh; security patches counted; needs-rebooting exit 102", async () => {
-    const exec = fakeRunner({
+    const exec = fakeRunnerTable({
       "zypper --non-interactive --no-refresh --quiet list-updates": { stdout: read("zypper/list-updates.txt") },
       "zypper --non-interactive --no-refresh --quiet list-patches --category security": {
         stdout: read("zypper/list-patches-security.txt"),
@@ -216,7 +196,7 @@ describe("linux update_status: rpm, pacman, apk, zypper (hand-written samples)",
   });
 
   it("no known package manager: NO_DATA", async () => {
-    const exec = fakeRunner({});
+    const exec = fakeRunnerTable({});
     expect(await linux(exec, files("none", {})).collect(signal)).toBe(NO_DATA);
     expect(exec.calls.map((c) => c.file)).toEqual([
       "apt-get",
@@ -348,7 +328,7 @@ describe("update_status definition", () => {
   it("is `update_status`, hourly, both platforms; nothing runs at creation", async () => {
     expect(updateStatus).toMatchObject({ name: "update_status", defaultIntervalMs: 3_600_000, platforms: ["linux", "windows"] });
     for (const platform of ["linux", "windows"] as const) {
-      const exec = fakeRunner({});
+      const exec = fakeRunnerTable({});
       const c = await updateStatus.create({ host: createHostAccess({}, { platform, exec }), logger: silentLogger(), options: {} });
       expect(exec.calls).toEqual([]);
       await c.close?.();

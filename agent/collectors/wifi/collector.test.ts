@@ -4,7 +4,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../../common/logger.js";
 import type { WifiMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
-import type { CommandRunner, ExecOptions, ExecResult } from "../../host/host-access.js";
+import type { CommandRunner } from "../../host/host-access.js";
+import { enoent, fakeRunner } from "../../host/testing/fake-runner.js";
 import { createHostAccess } from "../../host/index.js";
 import { NO_DATA, type Payload } from "../types.js";
 import wifi from "./index.js";
@@ -14,27 +15,9 @@ import { createWindowsWifiCollector } from "./windows.js";
 const testdata = path.join(import.meta.dirname, "testdata");
 const read = (f: string): string => fs.readFileSync(path.join(testdata, f), "utf8");
 
-interface Call {
-  file: string;
-  args: readonly string[];
-  opts: ExecOptions;
-}
 
-/** A command runner that answers from a function and records every call. */
-function fakeRunner(answer: (file: string, args: readonly string[]) => Partial<ExecResult> | Error): CommandRunner & { calls: Call[] } {
-  const calls: Call[] = [];
-  return {
-    calls,
-    async run(file, args, opts) {
-      calls.push({ file, args, opts });
-      const a = answer(file, args);
-      if (a instanceof Error) throw a;
-      return { stdout: "", stderr: "", exitCode: 0, signal: null, timedOut: false, truncated: false, ...a };
-    },
-  };
-}
 
-const enoent = (): Error => new Error("run iw", { cause: Object.assign(new Error("spawn iw ENOENT"), { code: "ENOENT" }) });
+const iwMissing = (): Error => enoent("iw");
 const signal = new AbortController().signal;
 let root: string;
 
@@ -108,7 +91,7 @@ describe("linux wifi collector", () => {
   });
 
   it("finds interfaces through sysfs when /proc/net/wireless is absent; iw found in /usr/sbin", async () => {
-    const exec = fakeRunner((file) => (file === "iw" ? enoent() : { stdout: read("linux/iw-link-legacy.txt") }));
+    const exec = fakeRunner((file) => (file === "iw" ? iwMissing() : { stdout: read("linux/iw-link-legacy.txt") }));
     const c = linux(tree("sysfs-only", undefined, { wlp2s0: true }), exec);
     const [m] = values(await c.collect(signal));
     expect(m).toMatchObject({ interface: "wlp2s0", ssid: "CafeGuest", signalDbm: -71, frequencyGhz: 2.437, bitrateMbps: 72.2 });
@@ -120,7 +103,7 @@ describe("linux wifi collector", () => {
 
   it("iw missing: reports what /proc gives and does not try iw again for a while", async () => {
     let now = 0;
-    const exec = fakeRunner(() => enoent());
+    const exec = fakeRunner(() => iwMissing());
     const c = linux(tree("no-iw", read("linux/proc-net-wireless-one"), {}), exec, () => now);
     const [m] = values(await c.collect(signal));
     expect(m).toMatchObject({ interface: "wlan0", ssid: "", signalDbm: -56, frequencyGhz: 0, bitrateMbps: 0 });
@@ -184,7 +167,7 @@ describe("windows wifi collector", () => {
 
   it("a timeout or a start failure is an error with its cause", async () => {
     await expect(windows(fakeRunner(() => ({ timedOut: true, exitCode: null }))).collect(signal)).rejects.toThrow(/timed out/);
-    const err = await windows(fakeRunner(() => enoent())).collect(signal).catch((e: unknown) => e);
+    const err = await windows(fakeRunner(() => iwMissing())).collect(signal).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).cause).toBeInstanceOf(Error);
   });
