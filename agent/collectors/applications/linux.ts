@@ -1,5 +1,6 @@
 import fs from "node:fs/promises";
 import type { ExecResult } from "../../host/host-access.js";
+import { commandFailed, isNotInstalled } from "../../host/exec-errors.js";
 import type { Collector, CollectorContext, NoData } from "../types.js";
 import { NO_DATA } from "../types.js";
 import { createApplicationsCollector, type ApplicationsDeps } from "./collector.js";
@@ -43,20 +44,6 @@ interface Env {
 /** A package source: its applications, or undefined when it does not exist on this host. */
 type Source = (env: Env) => Promise<App[] | undefined>;
 
-/** True for "the program is not installed": the runner's start error with an ENOENT cause. */
-function isNotFound(err: unknown): boolean {
-  const code = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
-  return code((err as { cause?: unknown } | undefined)?.cause) === "ENOENT" || code(err) === "ENOENT";
-}
-
-/** An error for a command that ran but did not give a usable answer, with the end of its stderr. */
-function commandFailed(what: string, res: ExecResult): Error {
-  if (res.timedOut) return new Error(`${what}: timed out`);
-  if (res.truncated) return new Error(`${what}: output exceeded ${MAX_OUTPUT_BYTES} bytes`);
-  const tail = (res.stderr.trim() || res.stdout.trim()).split("\n").slice(-3).join(" | ").slice(0, 400);
-  return new Error(`${what}: exit ${res.exitCode ?? res.signal ?? "?"}${tail ? `: ${tail}` : ""}`);
-}
-
 function ok(res: ExecResult): boolean {
   return res.exitCode === 0 && !res.timedOut && !res.truncated;
 }
@@ -70,7 +57,7 @@ const dpkg: Source = async (env) => {
   const res = await env.run("dpkg-query", ["-W", "-f", dpkgFormat(DPKG_FIELDS)]);
   if (!res) return undefined;
   const nothingFound = res.exitCode === 1 && /no packages found/i.test(res.stderr) && !res.timedOut && !res.truncated;
-  if (!ok(res) && !nothingFound) throw commandFailed("dpkg-query -W", res);
+  if (!ok(res) && !nothingFound) throw commandFailed("dpkg-query -W", res, MAX_OUTPUT_BYTES);
   return parseDpkgQuery(res.stdout, DPKG_FIELDS);
 };
 
@@ -78,7 +65,7 @@ const dpkg: Source = async (env) => {
 const rpm: Source = async (env) => {
   const res = await env.run("rpm", ["-qa", "--qf", RPM_QUERY_FORMAT]);
   if (!res) return undefined;
-  if (!ok(res)) throw commandFailed("rpm -qa", res);
+  if (!ok(res)) throw commandFailed("rpm -qa", res, MAX_OUTPUT_BYTES);
   return parseRpmQuery(res.stdout);
 };
 
@@ -93,7 +80,7 @@ const pacman: Source = async (env) => {
   const res = await env.run("pacman", ["-Q"]);
   if (!res) return undefined;
   // pacman -Q exits 1 with no output on an empty database.
-  if (!ok(res) && !(res.exitCode === 1 && res.stdout.trim() === "" && res.stderr.trim() === "")) throw commandFailed("pacman -Q", res);
+  if (!ok(res) && !(res.exitCode === 1 && res.stdout.trim() === "" && res.stderr.trim() === "")) throw commandFailed("pacman -Q", res, MAX_OUTPUT_BYTES);
   return parsePacmanQuery(res.stdout);
 };
 
@@ -104,7 +91,7 @@ const pacman: Source = async (env) => {
 const snap: Source = async (env) => {
   const res = await env.run("snap", ["list"]);
   if (!res) return undefined;
-  if (!ok(res)) throw commandFailed("snap list", res);
+  if (!ok(res)) throw commandFailed("snap list", res, MAX_OUTPUT_BYTES);
   return parseSnapList(res.stdout);
 };
 
@@ -119,9 +106,9 @@ const flatpak: Source = async (env) => {
   if (!res.timedOut && /unknown option|columns/i.test(res.stderr)) {
     const old = await env.run("flatpak", ["list", "--app"]);
     if (old && ok(old)) return parseFlatpakRefs(old.stdout);
-    if (old) throw commandFailed("flatpak list --app", old);
+    if (old) throw commandFailed("flatpak list --app", old, MAX_OUTPUT_BYTES);
   }
-  throw commandFailed("flatpak list --app --columns", res);
+  throw commandFailed("flatpak list --app --columns", res, MAX_OUTPUT_BYTES);
 };
 
 /** Every source, each tried on every inventory run; whichever exist answer. */
@@ -153,7 +140,7 @@ export function createLinuxInventory(
         try {
           return await ctx.host.exec.run(file, args, { timeoutMs: COMMAND_TIMEOUT_MS, maxOutputBytes: MAX_OUTPUT_BYTES, signal });
         } catch (err) {
-          if (isNotFound(err)) return undefined;
+          if (isNotInstalled(err)) return undefined;
           throw new Error(`run ${file} ${args.join(" ")}`, { cause: err });
         }
       },

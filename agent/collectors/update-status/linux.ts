@@ -1,6 +1,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import type { CommandRunner, ExecResult } from "../../host/host-access.js";
+import { commandFailed, isNotInstalled } from "../../host/exec-errors.js";
 import type { Collector, CollectorContext, NoData } from "../types.js";
 import { NO_DATA } from "../types.js";
 import { BackgroundCheck } from "./background-check.js";
@@ -56,19 +57,6 @@ interface Env {
 /** A package manager: undefined when its program is not installed (then the next one is tried). */
 type Manager = (env: Env) => Promise<ManagerResult | undefined>;
 
-/** True for "the program is not installed": the runner's start error with an ENOENT cause. */
-function isNotFound(err: unknown): boolean {
-  const code = (e: unknown): unknown => (e as NodeJS.ErrnoException | undefined)?.code;
-  return code((err as { cause?: unknown } | undefined)?.cause) === "ENOENT" || code(err) === "ENOENT";
-}
-
-/** An error for a command that ran but did not give a usable answer, with the end of its stderr. */
-function commandFailed(what: string, res: ExecResult): Error {
-  if (res.timedOut) return new Error(`${what}: timed out`);
-  if (res.truncated) return new Error(`${what}: output exceeded ${MAX_OUTPUT_BYTES} bytes`);
-  const tail = (res.stderr.trim() || res.stdout.trim()).split("\n").slice(-3).join(" | ").slice(0, 400);
-  return new Error(`${what}: exit ${res.exitCode ?? res.signal ?? "?"}${tail ? `: ${tail}` : ""}`);
-}
 
 /**
  * apt: `apt-get -s -o Debug::NoLocking=true dist-upgrade`, a simulation (no root, no lock, no network) over the
@@ -85,7 +73,7 @@ const apt: Manager = async (env) => {
     LOCAL_TIMEOUT_MS,
   );
   if (!res) return undefined;
-  if (res.exitCode !== 0 || res.timedOut || res.truncated) throw commandFailed(what, res);
+  if (res.exitCode !== 0 || res.timedOut || res.truncated) throw commandFailed(what, res, MAX_OUTPUT_BYTES);
   const listsDir = `${env.fileRoot}/var/lib/apt/lists`;
   let lists: string[];
   try {
@@ -115,10 +103,10 @@ function rpmManager(program: "dnf" | "yum"): Manager {
     if ((res.exitCode !== 0 && res.exitCode !== 100) || res.timedOut || res.truncated) {
       if (/cache/i.test(res.stderr)) {
         throw new Error(`${what}: no metadata cache yet (${program} makecache); pending updates cannot be known`, {
-          cause: commandFailed(what, res),
+          cause: commandFailed(what, res, MAX_OUTPUT_BYTES),
         });
       }
-      throw commandFailed(what, res);
+      throw commandFailed(what, res, MAX_OUTPUT_BYTES);
     }
     const updates = parseDnfCheckUpdate(res.stdout);
 
@@ -165,7 +153,7 @@ const pacman: Manager = async (env) => {
   if (!res) return undefined;
   // pacman -Qu exits 1 with no output when nothing is upgradable.
   if (res.timedOut || res.truncated || (res.exitCode !== 0 && !(res.exitCode === 1 && res.stdout.trim() === ""))) {
-    throw commandFailed("pacman -Qu", res);
+    throw commandFailed("pacman -Qu", res, MAX_OUTPUT_BYTES);
   }
   return { packages: parsePacmanUpdates(res.stdout), kernelCheck: true };
 };
@@ -177,10 +165,10 @@ const apk: Manager = async (env) => {
   // apk lives in /sbin, which an unprivileged PATH may lack.
   const res = (await env.run("apk", args, LOCAL_TIMEOUT_MS)) ?? (await env.run("/sbin/apk", args, LOCAL_TIMEOUT_MS));
   if (!res) return undefined;
-  if (res.exitCode !== 0 || res.timedOut || res.truncated) throw commandFailed(what, res);
+  if (res.exitCode !== 0 || res.timedOut || res.truncated) throw commandFailed(what, res, MAX_OUTPUT_BYTES);
   if (/APKINDEX/.test(res.stderr) && /No such file|not found|unable/i.test(res.stderr)) {
     throw new Error(`${what}: no package index cached (apk update); pending updates cannot be known`, {
-      cause: commandFailed(what, res),
+      cause: commandFailed(what, res, MAX_OUTPUT_BYTES),
     });
   }
   return { packages: parseApkVersion(res.stdout), kernelCheck: true };
@@ -197,7 +185,7 @@ const zypper: Manager = async (env) => {
   const base = ["--non-interactive", "--no-refresh", "--quiet"];
   const res = await env.run("zypper", [...base, "list-updates"], LOCAL_TIMEOUT_MS);
   if (!res) return undefined;
-  if (!ZYPPER_OK.has(res.exitCode ?? -1) || res.timedOut || res.truncated) throw commandFailed("zypper list-updates", res);
+  if (!ZYPPER_OK.has(res.exitCode ?? -1) || res.timedOut || res.truncated) throw commandFailed("zypper list-updates", res, MAX_OUTPUT_BYTES);
   const packages = parseZypperUpdates(res.stdout);
   const sec = await env.run("zypper", [...base, "list-patches", "--category", "security"], LOCAL_TIMEOUT_MS);
   const securityCount = sec && !sec.timedOut && ZYPPER_OK.has(sec.exitCode ?? -1) ? parseZypperSecurityPatchCount(sec.stdout) : 0;
@@ -273,7 +261,7 @@ export function createLinuxUpdateStatusCollector(ctx: CollectorContext, deps: Li
         try {
           return await exec.run(file, args, { timeoutMs, maxOutputBytes: MAX_OUTPUT_BYTES, signal });
         } catch (err) {
-          if (isNotFound(err)) return undefined;
+          if (isNotInstalled(err)) return undefined;
           throw new Error(`run ${file} ${args.join(" ")}`, { cause: err });
         }
       },
