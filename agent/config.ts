@@ -371,13 +371,17 @@ function readConfigFile(
   return out;
 }
 
-/** `diagnostics: { <name>: { enabled: bool }, disk_usage: { allowed_paths: [abs, ...] } }`, names as in the proto. */
+/**
+ * `diagnostics: { <name>: { enabled: bool }, disk_usage: { allowed_paths: [abs, ...] }, fetch_logs: { allowed_units:
+ * [unit, ...] } }`, names as in the proto.
+ */
 function parseDiagnostics(value: unknown): DiagnosticPolicy {
   const byKey = new Map(Object.entries(DIAGNOSTIC_KEYS).map(([name, key]) => [key, name as DiagnosticName]));
   const known = [...byKey.keys()];
   const m = asMapping(value, "diagnostics");
   const disabled = new Set<DiagnosticName>();
   let diskUsagePaths: string[] | undefined;
+  let logUnits: string[] | undefined;
   for (const [key, v] of Object.entries(m)) {
     const name = byKey.get(key);
     if (name === undefined) throw new ConfigError(`diagnostics.${key}: unknown diagnostic (known: ${known.join(", ")})`);
@@ -387,12 +391,22 @@ function parseDiagnostics(value: unknown): DiagnosticPolicy {
     }
     if (v === null) continue;
     const d = asMapping(v, `diagnostics.${key}`);
-    checkKeys(d, name === "diskUsage" ? ["enabled", "allowed_paths"] : ["enabled"], `diagnostics.${key}.`);
+    const extra = name === "diskUsage" ? ["allowed_paths"] : name === "fetchLogs" ? ["allowed_units"] : [];
+    checkKeys(d, ["enabled", ...extra], `diagnostics.${key}.`);
     if (d["enabled"] !== undefined && d["enabled"] !== null) {
       if (typeof d["enabled"] !== "boolean") {
         throw new ConfigError(`diagnostics.${key}.enabled: ${JSON.stringify(d["enabled"])} is not true or false`);
       }
       if (!d["enabled"]) disabled.add(name);
+    }
+    const units = d["allowed_units"];
+    if (units !== undefined && units !== null) {
+      const setting = `diagnostics.${key}.allowed_units`;
+      if (!Array.isArray(units) || units.length === 0) throw new ConfigError(`${setting}: must be a non-empty list of unit names`);
+      logUnits = units.map((u: unknown) => {
+        if (typeof u !== "string" || u === "" || u.startsWith("-")) throw new ConfigError(`${setting}: ${JSON.stringify(u)} is not a unit name`);
+        return u;
+      });
     }
     const paths = d["allowed_paths"];
     if (paths !== undefined && paths !== null) {
@@ -406,7 +420,7 @@ function parseDiagnostics(value: unknown): DiagnosticPolicy {
       });
     }
   }
-  return diskUsagePaths ? { disabled, diskUsagePaths } : { disabled };
+  return { disabled, ...(diskUsagePaths ? { diskUsagePaths } : {}), ...(logUnits ? { logUnits } : {}) };
 }
 
 function parseCollectorConfig(name: string, value: unknown): CollectorConfig {

@@ -35,6 +35,19 @@ describe("diagnostics policy from the config file", () => {
     expect(policyRefusal(p, "listMounts", {} as never, "linux")).toBeUndefined();
   });
 
+  it("limits fetch_logs to the allowed units", () => {
+    const c = configWith("diagnostics:\n  fetch_logs: { allowed_units: [nginx.service, ssh.service] }\n");
+    expect(c.diagnostics.logUnits).toEqual(["nginx.service", "ssh.service"]);
+    expect(policyRefusal(c.diagnostics, "fetchLogs", { unit: "ssh.service" } as never, "linux")).toBeUndefined();
+    expect(policyRefusal(c.diagnostics, "fetchLogs", { unit: "" } as never, "linux")).toBe(
+      "fetch_logs of all logs is outside this agent's allowed units (nginx.service, ssh.service)",
+    );
+    expect(policyRefusal(c.diagnostics, "fetchLogs", { unit: "cron.service" } as never, "linux")).toMatch(/unit "cron.service" is outside/);
+    expect(() => configWith("diagnostics:\n  fetch_logs: { allowed_units: [-x] }\n")).toThrow(
+      /^diagnostics.fetch_logs.allowed_units: "-x" is not a unit name/,
+    );
+  });
+
   it("names the setting when it is wrong", () => {
     expect(() => configWith("diagnostics:\n  shell: true\n")).toThrow(ConfigError);
     expect(() => configWith("diagnostics:\n  shell: true\n")).toThrow(/^diagnostics.shell: unknown diagnostic/);

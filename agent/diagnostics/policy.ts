@@ -10,6 +10,11 @@ export interface DiagnosticPolicy {
   disabled: ReadonlySet<DiagnosticName>;
   /** Absolute paths a disk-usage scan may start in (`diagnostics.disk_usage.allowed_paths`); undefined = any. */
   diskUsagePaths?: readonly string[];
+  /**
+   * Units (journal) or sources (Windows event logs) fetch_logs may read (`diagnostics.fetch_logs.allowed_units`);
+   * when set, a request must name one of them. undefined = any, including no filter.
+   */
+  logUnits?: readonly string[];
 }
 
 /** Config-file key (snake_case, as in the proto) of each diagnostic. */
@@ -32,6 +37,13 @@ export function policyRefusal<K extends DiagnosticName>(
 ): string | undefined {
   const key = DIAGNOSTIC_KEYS[name];
   if (policy.disabled.has(name)) return `${key} is disabled in this agent's config (diagnostics.${key}.enabled)`;
+  if (name === "fetchLogs" && policy.logUnits) {
+    const unit = (params as DiagnosticParams<"fetchLogs">).unit;
+    if (!policy.logUnits.includes(unit)) {
+      const asked = unit === "" ? "all logs" : `unit ${JSON.stringify(unit)}`;
+      return `fetch_logs of ${asked} is outside this agent's allowed units (${policy.logUnits.join(", ")})`;
+    }
+  }
   if (name === "diskUsage" && policy.diskUsagePaths) {
     const path = (params as DiagnosticParams<"diskUsage">).path;
     const p = platform === "windows" ? win32 : posix;
