@@ -54,10 +54,10 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
     },
     async getLatestMetrics(req) {
       checkHostname(req.hostname);
-      if (!(await s.agents.isRegistered(req.hostname)) && (await s.store.countEnvelopes(req.hostname)) === 0) {
+      const latest = await s.store.latest(req.hostname);
+      if (latest.length === 0 && !(await s.agents.isRegistered(req.hostname))) {
         throw new NotFoundError(`no agent or metrics for host '${req.hostname}'`);
       }
-      const latest = await s.store.latest(req.hostname);
       return create(GetLatestMetricsResponseSchema, { envelopes: latest.map((l) => l.envelope) });
     },
     async getCommand(req) {

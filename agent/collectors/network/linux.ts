@@ -2,7 +2,7 @@ import fs from "node:fs";
 import { ProcFile } from "../../host/proc-file.js";
 import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext, Payload } from "../types.js";
-import { isExcludedInterface, parseLinkSpeed, parseMtu, parseNetDev } from "./parse.js";
+import { excludeOption, parseLinkSpeed, parseMtu, parseNetDev, selectInterfaces } from "./parse.js";
 import { networkPayload, type InterfaceInfo } from "./payload.js";
 
 /** MAC, MTU and speed are re-read every this many runs (1 min at 5 s), and for interfaces not seen before. */
@@ -28,8 +28,7 @@ export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNe
   const netDev = new ProcFile(`${ctx.host.paths.procRoot}/net/dev`, 8192);
   const classNet = `${ctx.host.paths.sysRoot}/class/net`;
   const now = deps.now ?? (() => performance.now());
-  const opt = ctx.options["exclude"];
-  const exclude = Array.isArray(opt) ? opt.filter((x): x is string => typeof x === "string") : DEFAULT_EXCLUDED_INTERFACES;
+  const exclude = excludeOption(ctx.options, DEFAULT_EXCLUDED_INTERFACES);
   const tracker = new RateTracker();
   let info = new Map<string, InterfaceInfo>();
   let runsSinceInfo = Infinity;
@@ -59,14 +58,7 @@ export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNe
 
   return {
     async collect() {
-      const all = parseNetDev(netDev.read());
-      const counters = new Map<string, number[]>();
-      let unknown = false;
-      for (const [name, v] of all) {
-        if (isExcludedInterface(name, exclude)) continue;
-        counters.set(name, v);
-        if (!info.has(name)) unknown = true;
-      }
+      const { counters, unknown } = selectInterfaces(parseNetDev(netDev.read()), exclude, info);
       const rates = tracker.update(counters, now());
       runsSinceInfo++;
       if (unknown || runsSinceInfo >= INFO_REFRESH_RUNS) {

@@ -54,3 +54,28 @@ export function isExcludedInterface(name: string, patterns: readonly string[]): 
   }
   return false;
 }
+
+/** The `exclude` option as a list of patterns, or `fallback` when it is not a list. */
+export function excludeOption(options: Readonly<Record<string, unknown>>, fallback: readonly string[]): readonly string[] {
+  const opt = options["exclude"];
+  return Array.isArray(opt) ? opt.filter((x): x is string => typeof x === "string") : fallback;
+}
+
+/**
+ * The counters of the interfaces not excluded, and whether one of them has no details (MAC, MTU, speed) in
+ * `known` yet, which makes the collector refresh them.
+ */
+export function selectInterfaces(
+  all: Iterable<[string, number[]]>,
+  exclude: readonly string[],
+  known: ReadonlyMap<string, unknown>,
+): { counters: Map<string, number[]>; unknown: boolean } {
+  const counters = new Map<string, number[]>();
+  let unknown = false;
+  for (const [name, v] of all) {
+    if (isExcludedInterface(name, exclude)) continue;
+    counters.set(name, v);
+    if (!known.has(name)) unknown = true;
+  }
+  return { counters, unknown };
+}

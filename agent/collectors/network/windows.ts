@@ -1,7 +1,7 @@
 import { sharedPowerShell, type PowerShellQuery } from "../../host/powershell.js";
 import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext, Payload } from "../types.js";
-import { isExcludedInterface } from "./parse.js";
+import { excludeOption, selectInterfaces } from "./parse.js";
 import { networkPayload, type InterfaceInfo } from "./payload.js";
 import { parseNetAdapterStatistics, parseNetAdapters } from "./windows-parse.js";
 
@@ -34,21 +34,14 @@ export function createWindowsNetworkCollector(ctx: CollectorContext, deps: Windo
   const lease = deps.ps ? undefined : sharedPowerShell(ctx.host, { logger: ctx.logger });
   const ps = deps.ps ?? lease!;
   const now = deps.now ?? (() => performance.now());
-  const opt = ctx.options["exclude"];
-  const exclude = Array.isArray(opt) ? opt.filter((x): x is string => typeof x === "string") : [];
+  const exclude = excludeOption(ctx.options, []);
   const tracker = new RateTracker();
   let info = new Map<string, InterfaceInfo>();
   let runsSinceInfo = Infinity;
   return {
     async collect(signal) {
-      const all = parseNetAdapterStatistics(await ps.query(ADAPTER_STATISTICS_SCRIPT, QUERY_TIMEOUT_MS, signal));
-      const counters = new Map<string, number[]>();
-      let unknown = false;
-      for (const [name, v] of all) {
-        if (isExcludedInterface(name, exclude)) continue;
-        counters.set(name, v);
-        if (!info.has(name)) unknown = true;
-      }
+      const stats = parseNetAdapterStatistics(await ps.query(ADAPTER_STATISTICS_SCRIPT, QUERY_TIMEOUT_MS, signal));
+      const { counters, unknown } = selectInterfaces(stats, exclude, info);
       const rates = tracker.update(counters, now());
       runsSinceInfo++;
       if (unknown || runsSinceInfo >= INFO_REFRESH_RUNS) {
