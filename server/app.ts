@@ -12,6 +12,9 @@ import { errorInterceptor } from "./rpc/errors.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { createServices, type Services } from "./services.js";
 import type { Store } from "./store/store.js";
+import { HistoryService, file_spectra_v1_history_service } from "../gen/spectra/v1/history_service_pb.js";
+import { createHistoryServiceImpl } from "./rpc/history-service.js";
+import { TsdbEngine, type TsdbOptions } from "./tsdb/engine.js";
 
 /** Limits and timings of a running server. */
 export interface AppOptions {
@@ -27,6 +30,8 @@ export interface AppOptions {
   commandTtlMs: number;
   maxQueuedCommands: number;
   clock?: () => number;
+  /** Time-series engine settings (flush interval, retention, …); defaults otherwise. */
+  tsdb?: Partial<TsdbOptions>;
 }
 
 /** A running Spectra server. */
@@ -39,8 +44,10 @@ export interface App {
 
 /** Composes services, Connect routes, legacy routes and the one-port listener over an opened store. */
 export async function startApp(store: Store, logger: Logger, opts: AppOptions): Promise<App> {
+  const tsdb = await TsdbEngine.open(store, logger, { ...(opts.clock ? { clock: opts.clock } : {}), ...opts.tsdb });
   const services = createServices({
     store,
+    tsdb,
     logger,
     ...(opts.clock ? { clock: opts.clock } : {}),
     commandOptions: {
@@ -60,7 +67,12 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
     routes: (router: ConnectRouter) => {
       router.service(AgentService, createAgentServiceImpl(services));
       router.service(AdminService, createAdminServiceImpl(services));
-      registerReflection(router, [file_spectra_v1_agent_service, file_spectra_v1_admin_service]);
+      router.service(HistoryService, createHistoryServiceImpl(services));
+      registerReflection(router, [
+        file_spectra_v1_agent_service,
+        file_spectra_v1_admin_service,
+        file_spectra_v1_history_service,
+      ]);
     },
     fallback: legacy,
     interceptors: [errorInterceptor(logger)],
@@ -90,6 +102,7 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
         shutdown.abort();
         services.commands.stop();
         await listener.close(graceMs);
+        await tsdb.close();
         await store.close();
         logger.info("spectra server stopped");
       })();

@@ -3,6 +3,8 @@ import { createAgentRegistry, type AgentRegistry } from "./agents/agent-registry
 import { createCommandQueue, type CommandQueue, type CommandQueueOptions } from "./commands/command-queue.js";
 import { createIngestService, type IngestService } from "./ingest/ingest-service.js";
 import type { Store } from "./store/store.js";
+import { createHistoryService, type HistoryService } from "./history/history-service.js";
+import type { TsdbEngine } from "./tsdb/engine.js";
 
 /** The one set of services the RPC and REST layers sit on. */
 export interface Services {
@@ -10,6 +12,8 @@ export interface Services {
   ingest: IngestService;
   agents: AgentRegistry;
   commands: CommandQueue;
+  tsdb: TsdbEngine;
+  history: HistoryService;
   clock: () => number;
   logger: Logger;
 }
@@ -17,6 +21,7 @@ export interface Services {
 /** Builds the services over a store. */
 export function createServices(deps: {
   store: Store;
+  tsdb: TsdbEngine;
   logger: Logger;
   clock?: () => number;
   commandOptions: CommandQueueOptions;
@@ -25,7 +30,9 @@ export function createServices(deps: {
   const base = { store: deps.store, logger: deps.logger, clock };
   return {
     ...base,
-    ingest: createIngestService(base),
+    tsdb: deps.tsdb,
+    history: createHistoryService({ store: deps.store, tsdb: deps.tsdb, clock }),
+    ingest: createIngestService({ ...base, tsdb: deps.tsdb }),
     agents: createAgentRegistry(base),
     commands: createCommandQueue({ ...base, options: deps.commandOptions }),
   };

@@ -73,7 +73,12 @@ describe("spectra-server executable", () => {
     expect(await stream).toMatch(/^(ended|error: .*)$/);
     expect(log).toContain("spectra server stopped");
     const db = new Database(join(dataDir, "spectra.db"), { readonly: true });
-    expect((db.prepare("SELECT count(*) AS n FROM envelopes").get() as { n: number }).n).toBe(1);
+    // the graceful stop flushed the head: the sample is in a chunk, the series has it as its latest, the WAL is empty
+    expect((db.prepare("SELECT count(*) AS n FROM chunks").get() as { n: number }).n).toBe(4); // uptime, processes, users, boot_time
+    expect(db.prepare("SELECT last_v FROM series WHERE hostname = 'web-01' AND metric = 'system.uptime'").get()).toEqual({
+      last_v: 5,
+    });
+    expect((db.prepare("SELECT count(*) AS n FROM wal").get() as { n: number }).n).toBe(0);
     db.close();
   });
 });

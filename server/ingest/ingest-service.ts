@@ -3,6 +3,7 @@ import type { Logger } from "../../common/logger.js";
 import type { CollectorStatus, MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
 import { InvalidInputError } from "../errors.js";
 import type { Store } from "../store/store.js";
+import type { TsdbEngine } from "../tsdb/engine.js";
 import { typeForCase } from "./payload-types.js";
 import { checkHostname } from "../agents/hostname.js";
 
@@ -34,8 +35,13 @@ export interface IngestService {
 }
 
 /** Creates the ingest service. */
-export function createIngestService(deps: { store: Store; logger: Logger; clock: () => number }): IngestService {
-  const { store, logger, clock } = deps;
+export function createIngestService(deps: {
+  store: Store;
+  tsdb: TsdbEngine;
+  logger: Logger;
+  clock: () => number;
+}): IngestService {
+  const { store, tsdb, logger, clock } = deps;
   return {
     async ingest(input) {
       checkHostname(input.hostname);
@@ -71,7 +77,9 @@ export function createIngestService(deps: { store: Store; logger: Logger; clock:
         collectorStatus: input.collectorStatus,
         receivedAtMs: now,
       });
-      return { ...r, ignored };
+      // Synchronously after the commit resolved: batches reach the head in WAL order.
+      if (!r.duplicate) tsdb.append(r.walId, input.hostname, kept);
+      return { duplicate: r.duplicate, stored: r.stored, ignored };
     },
   };
 }

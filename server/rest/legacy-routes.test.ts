@@ -16,6 +16,7 @@ import { silentLogger } from "../../common/logger.js";
 import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
 import { CommandState, CommandType, ListMountsParamsSchema } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { createServices, type Services } from "../services.js";
+import { TsdbEngine } from "../tsdb/engine.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { startTestApp } from "../testing/app.js";
 import { createLegacyRoutes, type LegacyHandler } from "./legacy-routes.js";
@@ -184,8 +185,10 @@ async function registered(proto: Proto): Promise<string> {
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "spectra-rest-"));
+  const store = openSqliteStore(join(dir, "spectra.db"));
   s = createServices({
-    store: openSqliteStore(join(dir, "spectra.db")),
+    store,
+    tsdb: TsdbEngine.fresh(store, silentLogger()),
     logger: silentLogger(),
     commandOptions: { maxQueued: 10, ttlMs: 3_600_000, expireEveryMs: 60_000 },
   });
@@ -238,7 +241,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       expect(r.text).toBe("");
 
       expect(await s.store.countEnvelopes(hostname)).toBe(2);
-      const [cpu, disk] = await s.store.listEnvelopes({ hostname, limit: 10 });
+      const [cpu, disk] = await s.store.latest(hostname);
       expect(cpu?.type).toBe("cpu");
       expect(cpu?.hostname).toBe(hostname);
       expect(cpu?.timestampMs).toBe(1770036520123);
@@ -256,6 +259,13 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       expect(d.value.diskTotal).toBe(512110190592n);
       expect(d.value.inodesTotal).toBe(1000n);
       expect(d.value.inodesUsed).toBeUndefined();
+      // and as series: every number a sample at the envelope's time
+      const latest = s.history.latest({ hostname, matchers: [] });
+      const byName = Object.fromEntries(latest.map((l) => [`${l.metric}{${l.labels.map(([k, v]) => `${k}=${v}`).join(",")}}`, [l.t, l.v]]));
+      expect(byName["cpu.usage{}"]).toEqual([1770036520123, 12.5]);
+      expect(byName["cpu.cores{core=1}"]).toEqual([1770036520123, 15]);
+      expect(byName["disk.disk_total{mountpoint=/}"]).toEqual([1770036521000, 512110190592]);
+      expect(byName["disk.inodes_used{mountpoint=/}"]).toBeUndefined();
     });
 
     it("202 for a plain JSON batch (no Content-Encoding)", async () => {
@@ -263,8 +273,9 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       const body = JSON.stringify([cpuEnvelope(hostname), { type: "updates", timestamp: "2026-02-02T12:00:00Z", hostname, data: { pending_count: 2 } }]);
       const r = await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: JSON_HEADERS, body });
       expect(r.status).toBe(202);
-      const rows = await s.store.listEnvelopes({ hostname, limit: 10 });
+      const rows = await s.store.latest(hostname);
       expect(rows.map((e) => e.type).sort()).toEqual(["cpu", "update_status"]);
+      expect((await s.store.listEnvelopes({ hostname, limit: 10 })).map((e) => e.type)).toEqual(["update_status"]);
     });
 
     it("ignores unknown types and stores the rest", async () => {
@@ -280,7 +291,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       const body = gzip([cpuEnvelope("someone-else")]);
       expect((await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: GZIP, body })).status).toBe(202);
       expect(await s.store.countEnvelopes("someone-else")).toBe(0);
-      expect((await s.store.listEnvelopes({ hostname, limit: 1 }))[0]?.envelope.hostname).toBe(hostname);
+      expect((await s.store.latest(hostname))[0]?.envelope.hostname).toBe(hostname);
     });
 
     it("400 Missing hostname", async () => {

@@ -117,10 +117,12 @@ describe("registerReflection (in memory)", () => {
     const names = fileNames(res);
     expect(names[0]).toBe("spectra/v1/admin_service.proto");
     expect(names.slice(1).sort()).toEqual([
+      "google/protobuf/descriptor.proto",
       "google/protobuf/timestamp.proto",
       "spectra/v1/agent_service.proto",
       "spectra/v1/diagnostics.proto",
       "spectra/v1/metrics.proto",
+      "spectra/v1/options.proto",
     ]);
   });
 
@@ -163,7 +165,8 @@ describe("registerReflection (in memory)", () => {
     expect(missing?.messageResponse).toMatchObject({ case: "errorResponse", value: { errorCode: 5 } });
     expect(numbers?.messageResponse).toMatchObject({
       case: "allExtensionNumbersResponse",
-      value: { baseTypeName: "google.protobuf.MessageOptions", extensionNumber: [50001] },
+      // test/ext.proto's extension and spectra/v1/options.proto's `snapshot`
+      value: { baseTypeName: "google.protobuf.MessageOptions", extensionNumber: [50001, 51001] },
     });
     expect(none?.messageResponse).toMatchObject({
       case: "allExtensionNumbersResponse",

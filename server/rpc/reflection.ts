@@ -153,7 +153,7 @@ function answer(query: Query, index: Index, services: string[]): Answer {
     case "allExtensionNumbersOfType": {
       const type = strip(query.value);
       if (!index.messages.has(type)) return notFound(`message type ${query.value}`);
-      const extensionNumber = (index.extensions.get(type) ?? []).map((x) => x.number);
+      const extensionNumber = (index.extensions.get(type) ?? []).map((x) => x.number).sort((a, b) => a - b);
       return { case: "allExtensionNumbersResponse", value: { baseTypeName: type, extensionNumber } };
     }
     default:

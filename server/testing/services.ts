@@ -3,13 +3,16 @@ import { silentLogger } from "../../common/logger.js";
 import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createServices, type Services } from "../services.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import { TsdbEngine } from "../tsdb/engine.js";
 
 /** Services over a real in-memory SQLite store, for tests; `register` adds a known agent. */
 export function testServices(opts: { ttlMs?: number; clock?: () => number } = {}): Services & {
   register(hostname: string): Promise<void>;
 } {
+  const store = openSqliteStore(":memory:");
   const s = createServices({
-    store: openSqliteStore(":memory:"),
+    store,
+    tsdb: TsdbEngine.fresh(store, silentLogger(), opts.clock ? { clock: opts.clock } : {}),
     logger: silentLogger(),
     ...(opts.clock ? { clock: opts.clock } : {}),
     commandOptions: { maxQueued: 10, ttlMs: opts.ttlMs ?? 3_600_000, expireEveryMs: 60_000 },

@@ -12,14 +12,24 @@ import {
 } from "../../../gen/spectra/v1/diagnostics_pb.js";
 import { CollectorStatusSchema, MetricEnvelopeSchema, type CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
 import { envelopeKey } from "../envelope-key.js";
+import { encodeBatch } from "../wal-payload.js";
+import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
 import { QueueFullError } from "../../errors.js";
 import {
   type AgentRecord,
   type BatchWrite,
   type BatchWriteResult,
+  type ChunkRow,
   type CommandRecord,
+  type FlushWrite,
+  type RetentionCutoffs,
+  type RollupRow,
+  type RollupTier,
+  type SeriesIdentity,
+  type SeriesRow,
   type Store,
   type StoredEnvelope,
+  type WalRow,
 } from "../store.js";
 import { sqliteMigrations } from "./migrations.js";
 
@@ -56,6 +66,24 @@ interface CommandRow {
   requested_by: string;
 }
 
+interface SeriesDbRow {
+  id: number;
+  hostname: string;
+  metric: string;
+  labels: string;
+  flushed_wal_id: number;
+  last_t: number | null;
+  last_v: number | null;
+}
+interface ChunkDbRow {
+  id: number;
+  series_id: number;
+  min_t: number;
+  max_t: number;
+  count: number;
+  data: Buffer;
+}
+
 const OPEN_STATES = [CommandState.QUEUED, CommandState.DELIVERED];
 
 /**
@@ -66,6 +94,7 @@ const OPEN_STATES = [CommandState.QUEUED, CommandState.DELIVERED];
 export function openSqliteStore(path: string): Store {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
+  db.pragma("page_size = 8192");
   db.pragma("journal_mode = WAL");
   db.pragma("synchronous = FULL");
   db.pragma("busy_timeout = 5000");
@@ -106,6 +135,33 @@ class SqliteStore implements Store {
     this.stmt = {
       insertBatchKey: db.prepare(
         "INSERT OR IGNORE INTO metric_batches (hostname, session_id, sequence, received_ms) VALUES (?, ?, ?, ?)",
+      ),
+      insertWal: db.prepare("INSERT INTO wal (hostname, received_ms, payload) VALUES (?, ?, ?)"),
+      countHost: db.prepare(
+        `INSERT INTO host_counters (hostname, envelopes) VALUES (?, ?)
+         ON CONFLICT (hostname) DO UPDATE SET envelopes = envelopes + excluded.envelopes`,
+      ),
+      readWal: db.prepare("SELECT id, hostname, payload FROM wal WHERE id > ? ORDER BY id LIMIT ?"),
+      findSeries: db.prepare("SELECT id FROM series WHERE hostname = ? AND metric = ? AND labels = ?"),
+      insertSeries: db.prepare("INSERT INTO series (hostname, metric, labels) VALUES (?, ?, ?)"),
+      insertChunk: db.prepare("INSERT INTO chunks (series_id, min_t, max_t, count, data) VALUES (?, ?, ?, ?, ?)"),
+      updateChunk: db.prepare("UPDATE chunks SET min_t = ?, max_t = ?, count = ?, data = ? WHERE id = ? AND series_id = ?"),
+      upsertRollup: db.prepare("INSERT OR REPLACE INTO rollups (tier, series_id, window_start, data) VALUES (?, ?, ?, ?)"),
+      markFlushed: db.prepare(
+        `UPDATE series SET flushed_wal_id = max(flushed_wal_id, ?),
+           last_v = CASE WHEN last_t IS NULL OR last_t <= ? THEN ? ELSE last_v END,
+           last_t = CASE WHEN last_t IS NULL OR last_t <= ? THEN ? ELSE last_t END
+         WHERE id = ?`,
+      ),
+      deleteWal: db.prepare("DELETE FROM wal WHERE id < ?"),
+      setMeta: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
+      getMeta: db.prepare("SELECT value FROM meta WHERE key = ?"),
+      readChunks: db.prepare(
+        "SELECT * FROM chunks WHERE series_id = ? AND max_t >= ? AND min_t <= ? ORDER BY min_t, id",
+      ),
+      readRollups: db.prepare(
+        `SELECT series_id, window_start, data FROM rollups
+         WHERE tier = ? AND series_id = ? AND window_start >= ? AND window_start <= ? ORDER BY window_start`,
       ),
       insertEnvelope: db.prepare(
         "INSERT INTO envelopes (hostname, type, key, ts_ms, received_ms, payload) VALUES (?, ?, ?, ?, ?, ?)",
@@ -175,31 +231,42 @@ class SqliteStore implements Store {
   private writeOne(b: BatchWrite): BatchWriteResult {
     if (b.sessionId !== "") {
       const r = this.stmt.insertBatchKey.run(b.hostname, b.sessionId, b.sequence, b.receivedAtMs);
-      if (r.changes === 0) return { duplicate: true, stored: 0 };
+      if (r.changes === 0) return { duplicate: true, stored: 0, walId: 0 };
     }
-    for (const env of b.envelopes) {
+    const encoded = encodeBatch(b.hostname, b.envelopes);
+    const walId = Number(this.stmt.insertWal.run(b.hostname, b.receivedAtMs, encoded.wal).lastInsertRowid);
+    b.envelopes.forEach((env, i) => {
       const ts = env.timestamp ? Number(env.timestamp.seconds) * 1000 + Math.floor(env.timestamp.nanos / 1e6) : b.receivedAtMs;
       const key = envelopeKey(env);
-      const bytes = toBinary(MetricEnvelopeSchema, env);
-      this.stmt.insertEnvelope.run(b.hostname, env.type, key, ts, b.receivedAtMs, bytes);
+      const bytes = encoded.envelopes[i]!;
+      if (env.payload.case !== undefined && isSnapshotCase(env.payload.case)) {
+        this.stmt.insertEnvelope.run(b.hostname, env.type, key, ts, b.receivedAtMs, bytes);
+      }
       this.stmt.upsertLatest.run(b.hostname, env.type, key, ts, bytes);
-    }
+    });
+    if (b.envelopes.length > 0) this.stmt.countHost.run(b.hostname, b.envelopes.length);
     if (b.collectorStatus.length > 0) {
       this.stmt.touchAgentStatus.run(b.receivedAtMs, statusToJson(b.collectorStatus), b.hostname);
     } else {
       this.stmt.touchAgent.run(b.receivedAtMs, b.hostname);
     }
-    return { duplicate: false, stored: b.envelopes.length };
+    return { duplicate: false, stored: b.envelopes.length, walId };
   }
 
-  async listEnvelopes(q: { hostname: string; type?: string; sinceMs?: number; limit: number }): Promise<StoredEnvelope[]> {
+  async listEnvelopes(q: {
+    hostname: string;
+    type?: string;
+    sinceMs?: number;
+    untilMs?: number;
+    limit: number;
+  }): Promise<StoredEnvelope[]> {
     const rows = this.db
       .prepare(
         `SELECT hostname, type, key, ts_ms, payload FROM envelopes
-         WHERE hostname = ? AND (? IS NULL OR type = ?) AND ts_ms >= ? ORDER BY ts_ms, id LIMIT ?`,
+         WHERE hostname = ? AND (? IS NULL OR type = ?) AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms, id LIMIT ?`,
       )
-      .all(q.hostname, q.type ?? null, q.type ?? null, q.sinceMs ?? 0, q.limit) as EnvelopeRow[];
-    return rows.map(toStoredEnvelope);
+      .all(q.hostname, q.type ?? null, q.type ?? null, q.sinceMs ?? 0, q.untilMs ?? Number.MAX_SAFE_INTEGER, q.limit) as EnvelopeRow[];
+    return rows.map(toStoredEnvelope).filter((e) => isSnapshotCase(e.envelope.payload.case ?? ""));
   }
 
   async latest(hostname: string): Promise<StoredEnvelope[]> {
@@ -211,9 +278,122 @@ class SqliteStore implements Store {
 
   async countEnvelopes(hostname?: string): Promise<number> {
     const row = (hostname === undefined
-      ? this.db.prepare("SELECT count(*) AS n FROM envelopes").get()
-      : this.db.prepare("SELECT count(*) AS n FROM envelopes WHERE hostname = ?").get(hostname)) as { n: number };
+      ? this.db.prepare("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters").get()
+      : this.db.prepare("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters WHERE hostname = ?").get(hostname)) as {
+      n: number;
+    };
     return row.n;
+  }
+
+  async readWal(afterId: number, limit: number): Promise<WalRow[]> {
+    this.flush();
+    return (this.stmt.readWal.all(afterId, limit) as { id: number; hostname: string; payload: Buffer }[]).map((r) => ({
+      id: r.id,
+      hostname: r.hostname,
+      payload: r.payload,
+    }));
+  }
+
+  async ensureSeries(series: SeriesIdentity[]): Promise<number[]> {
+    return this.db.transaction(() =>
+      series.map((s) => {
+        const row = this.stmt.findSeries.get(s.hostname, s.metric, s.labels) as { id: number } | undefined;
+        return row ? row.id : Number(this.stmt.insertSeries.run(s.hostname, s.metric, s.labels).lastInsertRowid);
+      }),
+    )();
+  }
+
+  async listSeries(q: { hostname?: string; metric?: string }): Promise<SeriesRow[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM series WHERE (? IS NULL OR hostname = ?) AND (? IS NULL OR metric = ?) ORDER BY id`,
+      )
+      .all(q.hostname ?? null, q.hostname ?? null, q.metric ?? null, q.metric ?? null) as SeriesDbRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      hostname: r.hostname,
+      metric: r.metric,
+      labels: r.labels,
+      flushedWalId: r.flushed_wal_id,
+      lastT: r.last_t ?? NaN,
+      lastV: r.last_v ?? NaN,
+    }));
+  }
+
+  async getMeta(key: string): Promise<string | undefined> {
+    return (this.stmt.getMeta.get(key) as { value: string } | undefined)?.value;
+  }
+
+  async commitFlush(f: FlushWrite): Promise<{ chunkIds: number[] }> {
+    this.flush(); // batches queued before this flush are committed first (WAL ids stay ordered)
+    return this.db.transaction(() => {
+      const chunkIds = f.chunks.map((c) => {
+        if (c.id !== undefined) {
+          const r = this.stmt.updateChunk.run(c.minT, c.maxT, c.count, c.data, c.id, c.seriesId);
+          if (r.changes === 1) return c.id;
+        }
+        return Number(this.stmt.insertChunk.run(c.seriesId, c.minT, c.maxT, c.count, c.data).lastInsertRowid);
+      });
+      for (const r of f.rollups) this.stmt.upsertRollup.run(r.tier, r.seriesId, r.windowStart, r.data);
+      for (const m of f.flushed) {
+        const hasLast = Number.isFinite(m.lastT);
+        this.stmt.markFlushed.run(
+          m.walId,
+          hasLast ? m.lastT : -1,
+          hasLast ? m.lastV : null,
+          hasLast ? m.lastT : -1,
+          hasLast ? m.lastT : null,
+          m.seriesId,
+        );
+      }
+      if (f.deleteWalBelow !== undefined) this.stmt.deleteWal.run(f.deleteWalBelow);
+      for (const [k, v] of Object.entries(f.meta ?? {})) this.stmt.setMeta.run(k, v);
+      return { chunkIds };
+    })();
+  }
+
+  async readChunks(seriesIds: number[], fromMs: number, toMs: number): Promise<ChunkRow[]> {
+    const out: ChunkRow[] = [];
+    for (const id of seriesIds) {
+      for (const r of this.stmt.readChunks.all(id, fromMs, toMs) as ChunkDbRow[]) {
+        out.push({ id: r.id, seriesId: r.series_id, minT: r.min_t, maxT: r.max_t, count: r.count, data: r.data });
+      }
+    }
+    return out;
+  }
+
+  async readRollups(tier: RollupTier, seriesIds: number[], fromMs: number, toMs: number): Promise<RollupRow[]> {
+    const out: RollupRow[] = [];
+    for (const id of seriesIds) {
+      const rows = this.stmt.readRollups.all(tier, id, fromMs, toMs) as { series_id: number; window_start: number; data: Buffer }[];
+      for (const r of rows) out.push({ tier, seriesId: r.series_id, windowStart: r.window_start, data: r.data });
+    }
+    return out;
+  }
+
+  async applyRetention(
+    cutoffs: RetentionCutoffs,
+    windowMs: Record<RollupTier, number>,
+  ): Promise<{ chunks: number; rollups: number; snapshots: number }> {
+    return this.db.transaction(() => {
+      const chunks = this.db.prepare("DELETE FROM chunks WHERE max_t < ?").run(cutoffs.raw).changes;
+      let rollups = 0;
+      for (const tier of ["1m", "1h"] as const) {
+        rollups += this.db
+          .prepare("DELETE FROM rollups WHERE tier = ? AND window_start + ? <= ?")
+          .run(tier, windowMs[tier], cutoffs[tier]).changes;
+      }
+      const snapshots = this.db.prepare("DELETE FROM envelopes WHERE ts_ms < ?").run(cutoffs.raw).changes;
+      return { chunks, rollups, snapshots };
+    })();
+  }
+
+  async sizeBytes(): Promise<number> {
+    this.db.pragma("wal_checkpoint(PASSIVE)");
+    const pages = this.db.pragma("page_count", { simple: true }) as number;
+    const free = this.db.pragma("freelist_count", { simple: true }) as number;
+    const size = this.db.pragma("page_size", { simple: true }) as number;
+    return (pages - free) * size;
   }
 
   async upsertAgent(host: HostInfo, collectors: string[], atMs: number): Promise<void> {

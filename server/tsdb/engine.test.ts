@@ -1,0 +1,273 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+import { afterAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../../common/logger.js";
+import { MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Store } from "../store/store.js";
+import { TsdbEngine, type TsdbOptions } from "./engine.js";
+import { aggregate, floorTo, type Buckets } from "./rollup.js";
+
+const dir = mkdtempSync(join(tmpdir(), "spectra-tsdb-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const T0 = Date.UTC(2026, 10, 27, 10, 0, 0); // an hour boundary
+
+function cpu(t: number, usage: number, cores: number[] = [usage]): MetricEnvelope {
+  return create(MetricEnvelopeSchema, {
+    type: "cpu",
+    timestamp: timestampFromMs(t),
+    payload: { case: "cpu", value: { usage, cores, load1m: usage / 100 } },
+  });
+}
+
+function disk(t: number, mount: string, pct: number): MetricEnvelope {
+  return create(MetricEnvelopeSchema, {
+    type: "disk",
+    timestamp: timestampFromMs(t),
+    payload: { case: "disk", value: { mountpoint: mount, diskUsedPct: pct, diskTotal: 1000n } },
+  });
+}
+
+/** A seeded value stream with decimals like real CPU percentages. */
+function values(seed: number) {
+  let x = seed;
+  return () => {
+    x = (x * 1103515245 + 12345) % 2147483648;
+    return Math.round((x / 2147483648) * 10000) / 100;
+  };
+}
+
+class Harness {
+  clock = T0;
+  store: Store;
+  engine!: TsdbEngine;
+  seq = 0n;
+  constructor(readonly path = join(dir, `tsdb-${++n}.db`)) {
+    this.store = openSqliteStore(path);
+  }
+  async open(opts: Partial<TsdbOptions> = {}) {
+    this.engine = await TsdbEngine.open(this.store, silentLogger(), { clock: () => this.clock, ...opts }, false);
+    return this.engine;
+  }
+  /** Stores a batch the way ingest does: commit, then append. */
+  async ingest(envelopes: MetricEnvelope[], hostname = "h1") {
+    for (const e of envelopes) e.hostname = hostname;
+    const r = await this.store.writeBatch({
+      hostname,
+      sessionId: "s",
+      sequence: ++this.seq,
+      envelopes,
+      collectorStatus: [],
+      receivedAtMs: this.clock,
+    });
+    if (!r.duplicate) this.engine.append(r.walId, hostname, envelopes);
+  }
+  /** Simulates a crash: the store is closed without flushing the head, then reopened. */
+  async crashAndReopen(opts: Partial<TsdbOptions> = {}) {
+    await this.store.close();
+    this.store = openSqliteStore(this.path);
+    return this.open(opts);
+  }
+  series(metric: string, hostname = "h1", labels = "") {
+    const s = this.engine.select({ metric, hostname }).find((x) => x.labelsText === labels);
+    if (!s) throw new Error(`no series ${metric}{${labels}}`);
+    return s;
+  }
+  samples(metric: string, labels = "") {
+    return this.engine.samples(this.series(metric, "h1", labels), 0, Number.MAX_SAFE_INTEGER);
+  }
+  rows(sql: string) {
+    const db = new Database(this.path, { readonly: true });
+    try {
+      return db.prepare(sql).all();
+    } finally {
+      db.close();
+    }
+  }
+}
+
+describe("TsdbEngine", () => {
+  it("stores every number of a payload as a series and reads it back after a flush and a restart", async () => {
+    const h = new Harness();
+    await h.open();
+    const next = values(1);
+    const want: number[] = [];
+    for (let i = 0; i < 300; i++) {
+      const v = next();
+      want.push(v);
+      await h.ingest([cpu(T0 + i * 5_000, v, [v, 100 - v]), disk(T0 + i * 5_000, "/", 50)]);
+    }
+    const stats = await h.engine.flush();
+    // cpu: usage, load_1m, iowait, steal, cores{0}, cores{1}; disk: total, used, available, used_pct (unset optionals: none)
+    expect(stats.series).toBe(10);
+    expect(h.rows("SELECT count(*) AS n FROM wal")).toEqual([{ n: 0 }]);
+    // 300 samples with a 120-sample target: two closed chunks and one open one per series
+    expect(h.rows("SELECT count(*) AS n FROM chunks c JOIN series s ON s.id = c.series_id WHERE s.metric = 'cpu.usage'")).toEqual([{ n: 3 }]);
+    await h.engine.close();
+    await h.store.close();
+
+    h.store = openSqliteStore(h.path);
+    await h.open();
+    const got = await h.samples("cpu.usage");
+    expect(got.v).toEqual(want);
+    expect(got.t).toEqual(want.map((_, i) => T0 + i * 5_000));
+    expect((await h.samples("cpu.cores", 'core="1"')).v).toEqual(want.map((v) => 100 - v));
+    expect((await h.samples("disk.disk_total", 'mountpoint="/"')).v.every((v) => v === 1000)).toBe(true);
+    const latest = h.series("cpu.usage");
+    expect([latest.lastT, latest.lastV]).toEqual([T0 + 299 * 5_000, want[299]]);
+    await h.store.close();
+  });
+
+  it("replays the write-ahead log after a crash: nothing acknowledged lost, nothing doubled", async () => {
+    const h = new Harness();
+    await h.open();
+    const next = values(2);
+    const want: number[] = [];
+    const add = async (count: number) => {
+      for (let i = 0; i < count; i++) {
+        const v = next();
+        await h.ingest([cpu(T0 + want.length * 5_000, v)]);
+        want.push(v);
+      }
+    };
+    await add(50);
+    await h.engine.flush();
+    await add(30); // in the WAL and the head only
+    await h.crashAndReopen();
+    expect((await h.samples("cpu.usage")).v).toEqual(want);
+    await add(10);
+    await h.engine.flush();
+    await h.crashAndReopen();
+    expect((await h.samples("cpu.usage")).v).toEqual(want);
+    await h.crashAndReopen(); // a second replay of an already replayed WAL changes nothing
+    await h.engine.flush();
+    await h.crashAndReopen();
+    const got = await h.samples("cpu.usage");
+    expect(got.v).toEqual(want);
+    expect(new Set(got.t).size).toBe(want.length);
+    await h.store.close();
+  });
+
+  it("keeps out-of-order samples and returns them sorted", async () => {
+    const h = new Harness();
+    await h.open();
+    for (const i of [0, 1, 2, 5, 6, 3, 4, 7]) await h.ingest([cpu(T0 + i * 5_000, i)]);
+    expect((await h.samples("cpu.usage")).v).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    await h.engine.flush();
+    await h.ingest([cpu(T0 - 5_000, -1)]);
+    await h.engine.flush();
+    await h.crashAndReopen();
+    expect((await h.samples("cpu.usage")).v).toEqual([-1, 0, 1, 2, 3, 4, 5, 6, 7]);
+    await h.store.close();
+  });
+
+  it("rolls up closed hours into 1m and 1h buckets equal to a direct computation, also after late data", async () => {
+    const h = new Harness();
+    await h.open({ rollupGraceMs: 60_000 });
+    const next = values(3);
+    const raw: { t: number[]; v: number[] } = { t: [], v: [] };
+    // three hours of 7-second samples with jitter (buckets with 8 or 9 samples)
+    for (let t = T0; t < T0 + 3 * 3_600_000; t += 7_000 + (t % 3)) {
+      const v = next();
+      raw.t.push(t);
+      raw.v.push(v);
+      await h.ingest([cpu(t, v)]);
+      if (raw.t.length % 200 === 0) {
+        h.clock = t;
+        await h.engine.flush();
+      }
+    }
+    h.clock = T0 + 3 * 3_600_000 + 61_000;
+    for (let i = 0; i < 4; i++) await h.engine.flush(); // the horizon moves one hour per flush
+    expect(h.engine.rollupHorizon()).toBe(T0 + 3 * 3_600_000);
+    const s = h.series("cpu.usage");
+    expectBuckets(await h.engine.buckets(s, "1m", T0, T0 + 3 * 3_600_000 - 1), aggregate(raw.t, raw.v, 60_000));
+    expectBuckets(await h.engine.buckets(s, "1h", T0, T0 + 3 * 3_600_000 - 1), aggregate(raw.t, raw.v, 3_600_000));
+    expect(h.rows(`SELECT tier, count(*) AS n FROM rollups WHERE series_id = ${s.id} GROUP BY tier ORDER BY tier`)).toEqual([
+      { tier: "1h", n: 1 },
+      { tier: "1m", n: 3 },
+    ]);
+
+    // Late data (a spool replayed after an outage) into the rolled-up second hour: recomputed, not skipped.
+    for (let i = 0; i < 20; i++) {
+      const t = T0 + 3_600_000 + 1_000 + i * 60_000;
+      raw.t.push(t);
+      raw.v.push(1000 + i);
+      await h.ingest([cpu(t, 1000 + i)]);
+    }
+    await h.engine.flush();
+    await h.crashAndReopen({ rollupGraceMs: 60_000 });
+    const sorted = sortedCopy(raw);
+    expectBuckets(await h.engine.buckets(h.series("cpu.usage"), "1m", T0, T0 + 3 * 3_600_000 - 1), aggregate(sorted.t, sorted.v, 60_000));
+    expectBuckets(await h.engine.buckets(h.series("cpu.usage"), "1h", T0, T0 + 3 * 3_600_000 - 1), aggregate(sorted.t, sorted.v, 3_600_000));
+    // The stored 1h row itself (not raw recomputation): read it with the horizon in the future of the data.
+    const hourRow = await h.store.readRollups("1h", [h.series("cpu.usage").id!], floorTo(T0, 86_400_000), T0 + 86_400_000);
+    expect(hourRow).toHaveLength(1);
+    await h.store.close();
+  });
+
+  it("removes exactly what retention says and nothing else", async () => {
+    const h = new Harness();
+    const day = 86_400_000;
+    await h.open({ retentionMs: { raw: 2 * day, "1m": 4 * day, "1h": 10 * day }, rollupGraceMs: 0 });
+    for (let d = 0; d < 6; d++) {
+      for (let i = 0; i < 10; i++) await h.ingest([cpu(T0 + d * day + i * 60_000, d * 10 + i)]);
+      h.clock = T0 + d * day + 2 * 3_600_000;
+      await h.engine.flush();
+      await h.engine.flush();
+      await h.engine.flush();
+    }
+    h.clock = T0 + 5 * day + 3_600_000;
+    await h.engine.flush();
+    const r = await h.engine.applyRetention();
+    // raw cutoff = now - 2 days = day 3 + 1 h: the chunks of days 0..3 (one per day: chunks never span 2 h periods)
+    // 1m cutoff = now - 4 days = day 1 + 1 h: the hour windows of days 0 and 1 (the latter ends exactly at the cutoff)
+    const perSeries = 5; // usage, load_1m, iowait, steal, cores{0}
+    expect(r.chunks).toBe(4 * perSeries);
+    expect(r.rollups).toBe(2 * perSeries);
+    const left = await h.samples("cpu.usage");
+    expect(Math.min(...left.t)).toBe(T0 + 4 * day);
+    expect(left.t).toHaveLength(20);
+    expect(h.rows("SELECT count(*) AS n FROM rollups WHERE tier = '1m'")).toEqual([{ n: 4 * perSeries }]);
+    expect(h.rows("SELECT count(*) AS n FROM rollups WHERE tier = '1h'")).toEqual([{ n: 6 * perSeries }]);
+    await h.store.close();
+  });
+
+  it("streams live samples to subscribers of a host", async () => {
+    const h = new Harness();
+    await h.open();
+    const seen: string[] = [];
+    const stop = h.engine.subscribe("h1", (samples) => seen.push(...samples.map((s) => `${s.metric}{${s.labels}}=${s.v}`)));
+    await h.ingest([disk(T0, "/data", 12.5)]);
+    await h.ingest([disk(T0, "/data", 1)], "h2");
+    stop();
+    await h.ingest([disk(T0 + 1, "/data", 13)]);
+    expect(seen).toEqual([
+      'disk.disk_total{mountpoint="/data"}=1000',
+      'disk.disk_used{mountpoint="/data"}=0',
+      'disk.disk_available{mountpoint="/data"}=0',
+      'disk.disk_used_pct{mountpoint="/data"}=12.5',
+    ]);
+    await h.store.close();
+  });
+});
+
+function sortedCopy(raw: { t: number[]; v: number[] }) {
+  const order = raw.t.map((_, i) => i).sort((a, b) => raw.t[a]! - raw.t[b]!);
+  return { t: order.map((i) => raw.t[i]!), v: order.map((i) => raw.v[i]!) };
+}
+
+function expectBuckets(got: Buckets, want: Buckets) {
+  expect(got.t).toEqual(want.t);
+  expect(got.min).toEqual(want.min);
+  expect(got.max).toEqual(want.max);
+  expect(got.count).toEqual(want.count);
+  expect(got.last).toEqual(want.last);
+  expect(got.lastT).toEqual(want.lastT);
+  got.sum.forEach((s, i) => expect(s).toBeCloseTo(want.sum[i]!, 6));
+}

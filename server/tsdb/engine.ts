@@ -1,0 +1,545 @@
+/**
+ * The time-series engine: turns committed batches into series samples (flatten → head), writes the head to
+ * compressed chunks and rollup windows (flush), replays the write-ahead log after a restart, answers queries and
+ * enforces retention. Storage goes through the Store interface, so SQLite and PostgreSQL behave the same.
+ *
+ * Durability: a batch is acknowledged once its WAL row is committed (Store.writeBatch). A flush writes every dirty
+ * series' chunks, the rollups due, the per-series watermarks and deletes the WAL rows it covered, in one transaction;
+ * after a crash the remaining WAL rows are replayed into the head. Nothing acknowledged is lost, nothing is doubled.
+ */
+import { fromBinary } from "@bufbuild/protobuf";
+import type { Logger } from "../../common/logger.js";
+import { MetricBatchSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import type { ChunkRow, RetentionCutoffs, RollupRow, RollupTier, Store } from "../store/store.js";
+import { decodeChunk, type ChunkEncoder } from "./codec/chunk.js";
+import { decodeRollupChunk, encodeRollupChunk } from "./codec/rollup-chunk.js";
+import { flattenEnvelope, type SeriesGroup } from "./flatten/flatten.js";
+import { HeadSeries } from "./head.js";
+import { aggregate, collapse, floorTo, replaceBuckets, sliceBuckets, TIERS, type Buckets } from "./rollup.js";
+import { canonicalLabels, parseLabels, type Labels } from "./series.js";
+
+export interface TsdbOptions {
+  /** How often the head is written to chunks (and the WAL trimmed). */
+  flushIntervalMs: number;
+  /** Samples per chunk before it is closed. */
+  chunkTarget: number;
+  /** Chunks never span an aligned period of this length. */
+  chunkSpanMs: number;
+  /** An hour is rolled up this long after it ends (late samples within it need no recomputation). */
+  rollupGraceMs: number;
+  /** Series rolled up per flush when an hour closes (spreads the work over flushes). */
+  rollupSeriesPerFlush: number;
+  /** How long each tier is kept. */
+  retentionMs: RetentionCutoffs;
+  retentionEveryMs: number;
+  clock: () => number;
+}
+
+export const DEFAULT_TSDB_OPTIONS: Omit<TsdbOptions, "clock"> = {
+  flushIntervalMs: 60_000,
+  chunkTarget: 120,
+  chunkSpanMs: 2 * 3_600_000,
+  rollupGraceMs: 120_000,
+  rollupSeriesPerFlush: 20_000,
+  retentionMs: { raw: 7 * 86_400_000, "1m": 90 * 86_400_000, "1h": 730 * 86_400_000 },
+  retentionEveryMs: 3_600_000,
+};
+
+const HORIZON_KEY = "rollup_horizon";
+const HOUR = 3_600_000;
+
+/** Samples appended for one host in one batch, for live subscribers. */
+export interface LiveSample {
+  metric: string;
+  labels: string;
+  t: number;
+  v: number;
+}
+
+export interface FlushStats {
+  series: number;
+  chunks: number;
+  rollups: number;
+  walDeletedBelow: number;
+}
+
+export class TsdbEngine {
+  /** Every series by `hostname \0 metric \0 labels`. */
+  readonly series = new Map<string, HeadSeries>();
+  private readonly byMetric = new Map<string, Set<HeadSeries>>();
+  private readonly byHost = new Map<string, Set<HeadSeries>>();
+  /** Per host: group key → (metrics array → series parallel to it). */
+  private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: HeadSeries[] }[]>>();
+  private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
+  private readonly groups: SeriesGroup[] = [];
+  private maxAppendedWal = 0;
+  /** Hours before this are rolled up (ms, hour aligned); undefined until the first sample. */
+  private horizon: number | undefined;
+  /** The hour being rolled up across flushes, and the series still to do. */
+  private rollingHour: { start: number; todo: HeadSeries[] } | undefined;
+  private flushing: Promise<FlushStats> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private closed = false;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly logger: Logger,
+    readonly opts: TsdbOptions,
+  ) {}
+
+  /** Loads known series, replays the WAL and starts the flush and retention jobs (when `start`). */
+  static async open(store: Store, logger: Logger, opts: Partial<TsdbOptions> = {}, start = true): Promise<TsdbEngine> {
+    const e = new TsdbEngine(store, logger, { ...DEFAULT_TSDB_OPTIONS, clock: Date.now, ...opts });
+    await e.load();
+    if (start) e.start();
+    return e;
+  }
+
+  /** An engine over a store known to be empty (tests): nothing to load, no background jobs. */
+  static fresh(store: Store, logger: Logger, opts: Partial<TsdbOptions> = {}): TsdbEngine {
+    return new TsdbEngine(store, logger, { ...DEFAULT_TSDB_OPTIONS, clock: Date.now, ...opts });
+  }
+
+  private async load(): Promise<void> {
+    for (const row of await this.store.listSeries({})) {
+      const s = this.addSeries(row.hostname, row.metric, parseLabels(row.labels), row.labels);
+      s.id = row.id;
+      s.walMax = row.flushedWalId;
+      if (Number.isFinite(row.lastT)) {
+        s.lastT = row.lastT;
+        s.lastV = row.lastV;
+      }
+    }
+    const h = await this.store.getMeta(HORIZON_KEY);
+    if (h !== undefined) {
+      this.horizon = Number(h);
+    } else if (this.series.size > 0) {
+      // Stored samples but no rollup yet (the server stopped within its first hour): start at the oldest latest.
+      let oldest = Number.POSITIVE_INFINITY;
+      for (const s of this.series.values()) oldest = Math.min(oldest, s.lastT);
+      if (Number.isFinite(oldest)) this.horizon = floorTo(oldest, HOUR);
+    }
+    if (this.horizon !== undefined) for (const s of this.series.values()) if (s.lastT >= this.horizon) s.rollFrom = this.horizon;
+    let after = 0;
+    let replayed = 0;
+    for (;;) {
+      const rows = await this.store.readWal(after, 500);
+      if (rows.length === 0) break;
+      for (const row of rows) {
+        const batch = fromBinary(MetricBatchSchema, row.payload);
+        this.append(row.id, row.hostname, batch.envelopes, true);
+        after = row.id;
+        replayed++;
+      }
+    }
+    if (replayed > 0) this.logger.info({ batches: replayed }, "replayed the write-ahead log into the head");
+  }
+
+  private start(): void {
+    const flushTimer = setInterval(() => {
+      this.flush().catch((err: unknown) => this.logger.error({ err }, "flushing the time-series head failed"));
+    }, this.opts.flushIntervalMs);
+    const retentionTimer = setInterval(() => {
+      this.applyRetention().catch((err: unknown) => this.logger.error({ err }, "retention job failed"));
+    }, this.opts.retentionEveryMs);
+    flushTimer.unref();
+    retentionTimer.unref();
+    this.timers.push(flushTimer, retentionTimer);
+    setImmediate(() => {
+      this.applyRetention().catch((err: unknown) => this.logger.error({ err }, "retention job failed"));
+    });
+  }
+
+  private addSeries(hostname: string, metric: string, labels: Labels, labelsText: string): HeadSeries {
+    const key = `${hostname}\u0000${metric}\u0000${labelsText}`;
+    let s = this.series.get(key);
+    if (s) return s;
+    s = new HeadSeries(hostname, metric, labels, labelsText);
+    this.series.set(key, s);
+    let m = this.byMetric.get(metric);
+    if (!m) this.byMetric.set(metric, (m = new Set()));
+    m.add(s);
+    let hs = this.byHost.get(hostname);
+    if (!hs) this.byHost.set(hostname, (hs = new Set()));
+    hs.add(s);
+    return s;
+  }
+
+  /**
+   * Appends the samples of a committed batch (WAL row `walId`). Called right after Store.writeBatch resolves, in
+   * commit order. `replay` skips samples a flush already stored.
+   */
+  append(walId: number, hostname: string, envelopes: readonly MetricEnvelope[], replay = false): void {
+    let cache = this.groupCache.get(hostname);
+    if (!cache) this.groupCache.set(hostname, (cache = new Map()));
+    const listeners = this.live.get(hostname);
+    const liveOut: LiveSample[] | undefined = listeners && listeners.size > 0 ? [] : undefined;
+    const target = this.opts.chunkTarget;
+    const span = this.opts.chunkSpanMs;
+    for (const env of envelopes) {
+      const ts = env.timestamp;
+      if (!ts) continue;
+      const t = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6);
+      const groups = this.groups;
+      groups.length = 0;
+      flattenEnvelope(env, groups);
+      for (const g of groups) {
+        let entries = cache.get(g.key);
+        if (!entries) cache.set(g.key, (entries = []));
+        let entry = entries.find((x) => x.metrics === g.metrics);
+        if (!entry) {
+          const labelsText = canonicalLabels(g.labels);
+          entry = {
+            metrics: g.metrics,
+            series: g.metrics.map((m) => this.addSeries(hostname, m, g.labels, labelsText)),
+          };
+          entries.push(entry);
+        }
+        const values = g.values;
+        for (let i = 0; i < values.length; i++) {
+          const v = values[i]!;
+          if (Number.isNaN(v)) continue;
+          const s = entry.series[i]!;
+          if (replay && walId <= s.walMax && !s.dirty) continue; // already in a stored chunk
+          s.append(t, v, walId, target, span);
+          if (this.horizon !== undefined && t < this.horizon) (s.lateHours ??= new Set()).add(floorTo(t, HOUR));
+          else if (t < s.rollFrom) s.rollFrom = t;
+          if (liveOut) liveOut.push({ metric: s.metric, labels: s.labelsText, t, v });
+        }
+      }
+      if (this.horizon === undefined) {
+        this.horizon = floorTo(t, HOUR);
+        for (const g of groups) for (const s of cache.get(g.key)!.find((x) => x.metrics === g.metrics)!.series) s.rollFrom = Math.min(s.rollFrom, t);
+      }
+    }
+    if (walId > this.maxAppendedWal) this.maxAppendedWal = walId;
+    if (liveOut && liveOut.length > 0) for (const l of listeners!) l(liveOut);
+  }
+
+  /** Subscribes to live samples of a host; returns the unsubscribe function. */
+  subscribe(hostname: string, cb: (samples: LiveSample[]) => void): () => void {
+    let set = this.live.get(hostname);
+    if (!set) this.live.set(hostname, (set = new Set()));
+    set.add(cb);
+    return () => {
+      set!.delete(cb);
+      if (set!.size === 0) this.live.delete(hostname);
+    };
+  }
+
+  /** Writes the head to the store (one at a time; a call during a flush waits for it and flushes again). */
+  async flush(): Promise<FlushStats> {
+    while (this.flushing) await this.flushing.catch(() => undefined);
+    this.flushing = this.flushOnce();
+    try {
+      return await this.flushing;
+    } finally {
+      this.flushing = undefined;
+    }
+  }
+
+  private async flushOnce(): Promise<FlushStats> {
+    const walBelow = this.maxAppendedWal + 1;
+    const dirty: HeadSeries[] = [];
+    for (const s of this.series.values()) if (s.dirty) dirty.push(s);
+    await this.assignIds(dirty);
+
+    const chunks: ChunkRow[] = [];
+    const chunkOwners: Array<{ open?: { id: number | undefined } }> = [];
+    const flushed: Array<{ seriesId: number; walId: number; lastT: number; lastV: number }> = [];
+    for (const s of dirty) {
+      s.dirty = false;
+      const id = s.id!;
+      for (const c of s.closed) {
+        chunks.push(chunkRow(id, c.enc, c.id));
+        chunkOwners.push({ open: c });
+      }
+      s.closed = [];
+      if (s.open && s.open.enc.count > 0) {
+        chunks.push(chunkRow(id, s.open.enc, s.open.id));
+        chunkOwners.push({ open: s.open });
+      }
+      const ooo = s.takeOutOfOrder();
+      if (ooo) {
+        const d = decodeChunk(ooo);
+        chunks.push({ seriesId: id, minT: d.t[0]!, maxT: d.t[d.t.length - 1]!, count: d.t.length, data: ooo });
+        chunkOwners.push({});
+      }
+      flushed.push({ seriesId: id, walId: s.walMax, lastT: s.lastT, lastV: s.lastV });
+    }
+
+    const { rollups, meta, undo } = await this.dueRollups(chunks);
+    let chunkIds: number[];
+    try {
+      ({ chunkIds } = await this.store.commitFlush({
+        chunks,
+        rollups,
+        flushed,
+        deleteWalBelow: walBelow,
+        ...(meta ? { meta } : {}),
+      }));
+    } catch (err) {
+      undo();
+      for (const s of dirty) s.dirty = true;
+      throw err;
+    }
+    chunkIds.forEach((cid, i) => {
+      const owner = chunkOwners[i]!.open;
+      if (owner) owner.id = cid;
+    });
+    if (meta) {
+      const horizon = Number(meta[HORIZON_KEY]);
+      this.horizon = horizon;
+      // samples that arrived during this flush behind the new horizon are late data now
+      for (const s of this.series.values()) {
+        if (s.rollFrom < horizon) {
+          (s.lateHours ??= new Set()).add(floorTo(s.rollFrom, HOUR));
+          s.rollFrom = s.lastT >= horizon ? horizon : Number.POSITIVE_INFINITY;
+        }
+      }
+    }
+    return { series: dirty.length, chunks: chunks.length, rollups: rollups.length, walDeletedBelow: walBelow };
+  }
+
+  private async assignIds(list: HeadSeries[]): Promise<void> {
+    const missing = list.filter((s) => s.id === undefined);
+    if (missing.length === 0) return;
+    const ids = await this.store.ensureSeries(
+      missing.map((s) => ({ hostname: s.hostname, metric: s.metric, labels: s.labelsText })),
+    );
+    missing.forEach((s, i) => (s.id = ids[i]!));
+  }
+
+  /**
+   * Rollups to write with this flush: hours that received late samples (recomputed from raw), and closed hours
+   * past the horizon (at most rollupSeriesPerFlush series-hours per flush; the horizon moves when an hour is done
+   * and skips hours without samples). `undo` restores the bookkeeping if the flush fails.
+   */
+  private async dueRollups(
+    pending: ChunkRow[],
+  ): Promise<{ rollups: RollupRow[]; meta?: Record<string, string>; undo: () => void }> {
+    const work: Array<{ s: HeadSeries; hour: number }> = [];
+    const restore: Array<() => void> = [];
+    for (const s of this.series.values()) {
+      if (!s.lateHours) continue;
+      const late = s.lateHours;
+      for (const hour of late) work.push({ s, hour });
+      s.lateHours = undefined;
+      restore.push(() => (s.lateHours = late));
+    }
+    let meta: Record<string, string> | undefined;
+    const closedBefore = floorTo(this.opts.clock() - this.opts.rollupGraceMs, HOUR);
+    let horizon = this.horizon;
+    let budget = this.opts.rollupSeriesPerFlush;
+    while (horizon !== undefined && horizon < closedBefore && budget > 0) {
+      const hour: number = horizon;
+      if (!this.rollingHour || this.rollingHour.start !== hour) {
+        this.rollingHour = {
+          start: hour,
+          todo: [...this.series.values()].filter((s) => s.rollFrom < hour + HOUR && s.lastT >= hour),
+        };
+      }
+      const batch = this.rollingHour.todo.splice(0, budget);
+      budget -= batch.length;
+      for (const s of batch) {
+        work.push({ s, hour });
+        const before = s.rollFrom;
+        s.rollFrom = s.lastT >= hour + HOUR ? Math.max(before, hour + HOUR) : Number.POSITIVE_INFINITY;
+        restore.push(() => (s.rollFrom = before));
+      }
+      if (this.rollingHour.todo.length > 0) break;
+      // hour done: the next hour holding samples, or the newest closed hour
+      let next = Number.POSITIVE_INFINITY;
+      for (const s of this.series.values()) if (s.rollFrom < next) next = s.rollFrom;
+      horizon = Math.min(closedBefore, Math.max(hour + HOUR, floorTo(next, HOUR)));
+      meta = { [HORIZON_KEY]: String(horizon) };
+      this.rollingHour = undefined;
+    }
+    const undo = () => {
+      for (const r of restore) r();
+      this.rollingHour = undefined;
+    };
+    if (work.length === 0) return { rollups: [], ...(meta ? { meta } : {}), undo };
+    await this.assignIds(work.map((w) => w.s));
+    return { rollups: await this.computeRollups(work, pending), ...(meta ? { meta } : {}), undo };
+  }
+
+  private async computeRollups(work: Array<{ s: HeadSeries; hour: number }>, pending: ChunkRow[]): Promise<RollupRow[]> {
+    const pendingBySeries = new Map<number, ChunkRow[]>();
+    for (const c of pending) {
+      let l = pendingBySeries.get(c.seriesId);
+      if (!l) pendingBySeries.set(c.seriesId, (l = []));
+      l.push(c);
+    }
+    const out: RollupRow[] = [];
+    const dayRows = new Map<string, { seriesId: number; day: number; hours: Buckets[] }>();
+    for (const { s, hour } of work) {
+      const id = s.id!;
+      const raw = await this.rawSamples(s, hour, hour + HOUR - 1, pendingBySeries.get(id) ?? []);
+      const minute = aggregate(raw.t, raw.v, TIERS["1m"].bucketMs);
+      if (minute.t.length === 0) continue;
+      out.push({ tier: "1m", seriesId: id, windowStart: hour, data: encodeRollupChunk(toColumns(minute)) });
+      const day = floorTo(hour, TIERS["1h"].windowMs);
+      const k = `${id}:${day}`;
+      let d = dayRows.get(k);
+      if (!d) dayRows.set(k, (d = { seriesId: id, day, hours: [] }));
+      d.hours.push(collapse(minute, HOUR));
+    }
+    for (const d of dayRows.values()) {
+      const existing = await this.store.readRollups("1h", [d.seriesId], d.day, d.day);
+      let buckets = existing[0] ? fromColumns(decodeRollupChunk(existing[0].data)) : undefined;
+      for (const h of d.hours) buckets = buckets ? replaceBuckets(buckets, h) : h;
+      out.push({ tier: "1h", seriesId: d.seriesId, windowStart: d.day, data: encodeRollupChunk(toColumns(buckets!)) });
+    }
+    return out;
+  }
+
+  /**
+   * Raw samples of a series in [from, to], sorted by time: stored chunks (their newest version: from `pending`
+   * when this flush rewrites them, else from memory when the head holds a newer one) plus memory-only samples.
+   */
+  private async rawSamples(s: HeadSeries, from: number, to: number, pending: ChunkRow[]): Promise<{ t: number[]; v: number[] }> {
+    const t: number[] = [];
+    const v: number[] = [];
+    const add = (data: Uint8Array) => {
+      const d = decodeChunk(data);
+      for (let i = 0; i < d.t.length; i++) {
+        const ti = d.t[i]!;
+        if (ti >= from && ti <= to) {
+          t.push(ti);
+          v.push(d.v[i]!);
+        }
+      }
+    };
+    const pendingIds = new Set<number>();
+    for (const c of pending) {
+      if (c.id !== undefined) pendingIds.add(c.id);
+      if (c.maxT >= from && c.minT <= to) add(c.data);
+    }
+    const memIds = s.memoryChunkIds();
+    if (s.id !== undefined) {
+      for (const c of await this.store.readChunks([s.id], from, to)) {
+        if (c.id !== undefined && (pendingIds.has(c.id) || memIds.has(c.id))) continue;
+        add(c.data);
+      }
+    }
+    if (pending.length === 0) {
+      const m = s.memorySamples();
+      for (let i = 0; i < m.t.length; i++) {
+        if (m.t[i]! >= from && m.t[i]! <= to) {
+          t.push(m.t[i]!);
+          v.push(m.v[i]!);
+        }
+      }
+    }
+    return sortSamples(t, v);
+  }
+
+  /** Raw samples of a series in [from, to], sorted (for queries). */
+  samples(s: HeadSeries, from: number, to: number): Promise<{ t: number[]; v: number[] }> {
+    return this.rawSamples(s, from, to, []);
+  }
+
+  /** Rollup buckets of a tier in [from, to]: stored windows before the horizon, computed from raw after it. */
+  async buckets(s: HeadSeries, tier: RollupTier, from: number, to: number): Promise<Buckets> {
+    const spec = TIERS[tier];
+    const horizon = this.horizon ?? Number.NEGATIVE_INFINITY;
+    let out: Buckets | undefined;
+    if (s.id !== undefined && from < horizon) {
+      const rows = await this.store.readRollups(tier, [s.id], floorTo(from, spec.windowMs), Math.min(to, horizon));
+      for (const r of rows) {
+        const b = sliceBuckets(fromColumns(decodeRollupChunk(r.data)), Number.NEGATIVE_INFINITY, horizon - 1);
+        out = out ? replaceBuckets(out, b) : b;
+      }
+    }
+    const rawFrom = floorTo(Math.max(from, horizon), spec.bucketMs);
+    if (rawFrom <= to) {
+      const raw = await this.samples(s, rawFrom, to);
+      const b = aggregate(raw.t, raw.v, spec.bucketMs);
+      out = out ? replaceBuckets(out, b) : b;
+    }
+    return out ? sliceBuckets(out, floorTo(from, spec.bucketMs), to) : aggregate([], [], spec.bucketMs);
+  }
+
+  /** Series matching a metric (all metrics when undefined) and host (all when undefined). */
+  select(q: { metric?: string; hostname?: string }): HeadSeries[] {
+    let base: Iterable<HeadSeries>;
+    if (q.metric !== undefined) base = this.byMetric.get(q.metric) ?? [];
+    else if (q.hostname !== undefined) base = this.byHost.get(q.hostname) ?? [];
+    else base = this.series.values();
+    const out: HeadSeries[] = [];
+    for (const s of base) if (q.hostname === undefined || s.hostname === q.hostname) out.push(s);
+    return out;
+  }
+
+  hosts(): string[] {
+    return [...this.byHost.keys()].sort();
+  }
+
+  /** The time before which rollups are stored (later buckets come from raw samples). */
+  rollupHorizon(): number | undefined {
+    return this.horizon;
+  }
+
+  /** Removes data older than each tier's retention. */
+  async applyRetention(): Promise<{ chunks: number; rollups: number; snapshots: number }> {
+    const now = this.opts.clock();
+    const r = this.opts.retentionMs;
+    const res = await this.store.applyRetention(
+      { raw: now - r.raw, "1m": now - r["1m"], "1h": now - r["1h"] },
+      { "1m": TIERS["1m"].windowMs, "1h": TIERS["1h"].windowMs },
+    );
+    if (res.chunks + res.rollups + res.snapshots > 0) this.logger.info(res, "retention removed old data");
+    return res;
+  }
+
+  /** Stops the jobs and flushes the head. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await this.flush();
+  }
+}
+
+function chunkRow(seriesId: number, enc: ChunkEncoder, id: number | undefined): ChunkRow {
+  return { ...(id !== undefined ? { id } : {}), seriesId, minT: enc.minT, maxT: enc.maxT, count: enc.count, data: enc.bytes() };
+}
+
+function sortSamples(t: number[], v: number[]): { t: number[]; v: number[] } {
+  let sorted = true;
+  for (let i = 1; i < t.length; i++) {
+    if (t[i - 1]! > t[i]!) {
+      sorted = false;
+      break;
+    }
+  }
+  if (sorted) return { t, v };
+  const order = t.map((_, i) => i).sort((a, b) => t[a]! - t[b]! || a - b);
+  return { t: order.map((i) => t[i]!), v: order.map((i) => v[i]!) };
+}
+
+function toColumns(b: Buckets) {
+  return {
+    t: Float64Array.from(b.t),
+    min: Float64Array.from(b.min),
+    max: Float64Array.from(b.max),
+    sum: Float64Array.from(b.sum),
+    count: Float64Array.from(b.count),
+    last: Float64Array.from(b.last),
+    lastT: Float64Array.from(b.lastT),
+  };
+}
+
+function fromColumns(c: ReturnType<typeof toColumns>): Buckets {
+  return {
+    t: Array.from(c.t),
+    min: Array.from(c.min),
+    max: Array.from(c.max),
+    sum: Array.from(c.sum),
+    count: Array.from(c.count),
+    last: Array.from(c.last),
+    lastT: Array.from(c.lastT),
+  };
+}
+
