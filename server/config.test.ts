@@ -1,5 +1,16 @@
+import { hostname } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { ConfigError, loadServerConfig, parseDuration, parseListen, readTls } from "./config.js";
+import {
+  ConfigError,
+  describeStore,
+  loadServerConfig,
+  parseDuration,
+  parseListen,
+  readTls,
+  redactUrl,
+  serverHelp,
+} from "./config.js";
 
 describe("server config", () => {
   it("has the documented defaults", () => {
@@ -14,6 +25,44 @@ describe("server config", () => {
       help: false,
     });
     expect(c.tls).toBeUndefined();
+    expect(c.store).toEqual({ kind: "sqlite", path: join("./data", "spectra.db") });
+    expect(c.instanceId).toBe(`${hostname()}:8080`);
+  });
+
+  it("selects PostgreSQL for a postgres:// or postgresql:// store URL and SQLite for anything else", () => {
+    const pgUrl = "postgres://spectra:s3cret@db.internal:5432/spectra";
+    expect(loadServerConfig(["--store", pgUrl], {}).store).toEqual({ kind: "postgres", url: pgUrl });
+    expect(loadServerConfig([], { SPECTRA_STORE: "postgresql://db/spectra" }).store).toEqual({
+      kind: "postgres",
+      url: "postgresql://db/spectra",
+    });
+    expect(loadServerConfig(["--store", "/var/lib/spectra/x.db"], { SPECTRA_STORE: pgUrl }).store).toEqual({
+      kind: "sqlite",
+      path: "/var/lib/spectra/x.db",
+    });
+    expect(loadServerConfig(["--data-dir", "/srv"], {}).store).toEqual({ kind: "sqlite", path: join("/srv", "spectra.db") });
+    expect(() => loadServerConfig(["--store", "postgres://u:pw@[bad"], {})).toThrow(/^store: .* is not a valid PostgreSQL URL/);
+    expect(() => loadServerConfig(["--store", "postgres://u:pw@[bad"], {})).not.toThrow(/pw/);
+  });
+
+  it("names the instance by flag, environment, or host and port", () => {
+    expect(loadServerConfig(["--instance-id", "spectra-a"], { SPECTRA_INSTANCE_ID: "env" }).instanceId).toBe("spectra-a");
+    expect(loadServerConfig([], { SPECTRA_INSTANCE_ID: "env" }).instanceId).toBe("env");
+    expect(loadServerConfig(["--listen", "127.0.0.1:9000"], {}).instanceId).toBe(`${hostname()}:9000`);
+    // A random port says nothing stable: the process id keeps two such servers apart.
+    expect(loadServerConfig(["--listen", "127.0.0.1:0"], {}).instanceId).toBe(`${hostname()}:0:${process.pid}`);
+    expect(() => loadServerConfig(["--instance-id", " "], {})).toThrow(/^instance-id:/);
+  });
+
+  it("never shows a store password", () => {
+    expect(redactUrl("postgres://spectra:s3cret@db:5432/x?sslmode=require")).toBe("postgres://spectra:***@db:5432/x?sslmode=require");
+    expect(redactUrl("postgresql://db/x?user=a&password=s3cret")).not.toContain("s3cret");
+    expect(redactUrl("postgres://db/x")).toBe("postgres://db/x");
+    expect(redactUrl("postgres://u:s3cret@[::1")).not.toContain("s3cret");
+    expect(describeStore({ kind: "postgres", url: "postgres://u:s3cret@db/x" })).toBe("postgres://u:***@db/x");
+    expect(describeStore({ kind: "sqlite", path: "/data/spectra.db" })).toBe("/data/spectra.db");
+    expect(serverHelp).toContain("SPECTRA_STORE");
+    expect(serverHelp).toContain("SPECTRA_INSTANCE_ID");
   });
 
   it("takes flags over environment", () => {

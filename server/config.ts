@@ -1,4 +1,6 @@
 import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { join } from "node:path";
 import { parseArgs } from "node:util";
 
 /** Thrown for a bad setting; the message names the setting and is printed without a stack trace. */
@@ -6,11 +8,17 @@ export class ConfigError extends Error {
   override name = "ConfigError";
 }
 
+/** Where the server keeps its data: embedded SQLite (a file path) or a PostgreSQL database (a URL). */
+export type StoreSetting = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string };
+
 /** Validated server settings. */
 export interface ServerConfig {
   host: string;
   port: number;
   dataDir: string;
+  store: StoreSetting;
+  /** This process's name in a shared (PostgreSQL) store: its write-ahead-log rows are its own. */
+  instanceId: string;
   tls?: { certPath: string; keyPath: string };
   longPollMs: number;
   commandTtlMs: number;
@@ -27,14 +35,20 @@ Usage: spectra-server [flags]
 
 Flags (environment variable in brackets):
   --listen <host:port>     address to listen on, default ":8080" (all interfaces)   [SPECTRA_LISTEN]
-  --data-dir <dir>         where the SQLite database lives, default "./data"          [SPECTRA_DATA_DIR]
+  --data-dir <dir>         where the SQLite database lives, default "./data"        [SPECTRA_DATA_DIR]
+  --store <path|url>       the database: an SQLite file path (default               [SPECTRA_STORE]
+                           "<data-dir>/spectra.db") or a postgres://user:pass@host/db
+                           URL; several servers may share one PostgreSQL database
+  --instance-id <name>     this server's name in a shared PostgreSQL database,      [SPECTRA_INSTANCE_ID]
+                           unique per server and stable across its restarts; default
+                           "<hostname>:<port>" ("<hostname>:0:<pid>" on port 0)
   --tls-cert <file>        PEM certificate; with --tls-key serves TLS (h2 + HTTP/1.1) [SPECTRA_TLS_CERT]
-  --tls-key <file>         PEM private key                                           [SPECTRA_TLS_KEY]
-  --long-poll <duration>   legacy command long-poll timeout, default 30s             [SPECTRA_LONG_POLL]
-  --command-ttl <duration> unfinished commands expire after this, default 1h         [SPECTRA_COMMAND_TTL]
-  --max-body <bytes>       largest request body, default 16777216 (16 MiB)           [SPECTRA_MAX_BODY]
-  --max-inflated <bytes>   largest body after gunzip, default 67108864 (64 MiB)      [SPECTRA_MAX_INFLATED]
-  --log-level <level>      trace, debug, info, warn, error; default info             [SPECTRA_LOG_LEVEL]
+  --tls-key <file>         PEM private key                                          [SPECTRA_TLS_KEY]
+  --long-poll <duration>   legacy command long-poll timeout, default 30s            [SPECTRA_LONG_POLL]
+  --command-ttl <duration> unfinished commands expire after this, default 1h        [SPECTRA_COMMAND_TTL]
+  --max-body <bytes>       largest request body, default 16777216 (16 MiB)          [SPECTRA_MAX_BODY]
+  --max-inflated <bytes>   largest body after gunzip, default 67108864 (64 MiB)     [SPECTRA_MAX_INFLATED]
+  --log-level <level>      trace, debug, info, warn, error; default info            [SPECTRA_LOG_LEVEL]
   -h, --help               print this help
 
 Durations: 500ms, 30s, 5m, 1h, 7d, or a number of milliseconds.
@@ -63,6 +77,45 @@ export function parseListen(v: string): { host: string; port: number } {
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
+/**
+ * Parses the store setting: a `postgres://` or `postgresql://` URL selects PostgreSQL, anything else is an SQLite
+ * file path; absent means `<dataDir>/spectra.db`.
+ */
+export function parseStore(v: string | undefined, dataDir: string): StoreSetting {
+  if (v === undefined || v === "") return { kind: "sqlite", path: join(dataDir, "spectra.db") };
+  if (/^postgres(ql)?:\/\//i.test(v)) {
+    try {
+      new URL(v);
+    } catch {
+      throw new ConfigError(`store: ${JSON.stringify(redactUrl(v))} is not a valid PostgreSQL URL`);
+    }
+    return { kind: "postgres", url: v };
+  }
+  return { kind: "sqlite", path: v };
+}
+
+/** The default instance id: host name and port; on port 0 (a random port) the process id stands in for the port. */
+export function defaultInstanceId(port: number): string {
+  return port === 0 ? `${hostname()}:0:${process.pid}` : `${hostname()}:${port}`;
+}
+
+/** A URL safe to log: the password (in the user info or a `password` parameter) replaced by "***". */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    for (const k of [...u.searchParams.keys()]) if (/^password$/i.test(k)) u.searchParams.set(k, "***");
+    return u.toString();
+  } catch {
+    return url.replace(/(\/\/[^:/@]*:)[^@]*@/, "$1***@").replace(/(password=)[^&]*/gi, "$1***");
+  }
+}
+
+/** The store setting for logs: the SQLite path, or the PostgreSQL URL without its password. */
+export function describeStore(store: StoreSetting): string {
+  return store.kind === "sqlite" ? store.path : redactUrl(store.url);
+}
+
 /** Reads flags over environment over defaults, and validates everything once. */
 export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): ServerConfig {
   let values;
@@ -74,6 +127,8 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
       options: {
         listen: { type: "string" },
         "data-dir": { type: "string" },
+        store: { type: "string" },
+        "instance-id": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "long-poll": { type: "string" },
@@ -99,10 +154,15 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
     throw new ConfigError(`log-level: ${JSON.stringify(logLevel)} is not one of trace, debug, info, warn, error`);
   }
+  const dataDir = pick("data-dir", "SPECTRA_DATA_DIR") ?? "./data";
+  const instanceId = pick("instance-id", "SPECTRA_INSTANCE_ID") ?? defaultInstanceId(port);
+  if (instanceId.trim() === "") throw new ConfigError("instance-id: must not be empty");
   const cfg: ServerConfig = {
     host,
     port,
-    dataDir: pick("data-dir", "SPECTRA_DATA_DIR") ?? "./data",
+    dataDir,
+    store: parseStore(pick("store", "SPECTRA_STORE"), dataDir),
+    instanceId,
     longPollMs: parseDuration("long-poll", pick("long-poll", "SPECTRA_LONG_POLL") ?? "30s"),
     commandTtlMs: parseDuration("command-ttl", pick("command-ttl", "SPECTRA_COMMAND_TTL") ?? "1h"),
     maxQueuedCommands: 10,

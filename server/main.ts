@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-import { join } from "node:path";
 import { createLogger } from "../common/logger.js";
 import { startApp } from "./app.js";
-import { ConfigError, loadServerConfig, readTls, serverHelp } from "./config.js";
+import { ConfigError, describeStore, loadServerConfig, readTls, serverHelp } from "./config.js";
+import { openPostgresStore } from "./store/postgres/postgres-store.js";
 import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
+import type { Store } from "./store/store.js";
 
 /** Entry point of `spectra-server`: config → store → services → listen; graceful stop on SIGINT/SIGTERM. */
 async function main(): Promise<number> {
@@ -24,14 +25,17 @@ async function main(): Promise<number> {
     throw err;
   }
   const logger = createLogger({ name: "spectra-server", level: cfg.logLevel });
-  const dbPath = join(cfg.dataDir, "spectra.db");
-  let store;
+  let store: Store;
   try {
-    store = openSqliteStore(dbPath);
+    store =
+      cfg.store.kind === "postgres"
+        ? await openPostgresStore(cfg.store.url, { instanceId: cfg.instanceId, logger })
+        : openSqliteStore(cfg.store.path);
   } catch (err) {
-    logger.fatal({ err, path: dbPath }, "cannot open the database");
+    logger.fatal({ err, store: describeStore(cfg.store) }, "cannot open the database");
     return 1;
   }
+  logger.info({ store: describeStore(cfg.store), backend: cfg.store.kind, instance: cfg.instanceId }, "store open");
   let app;
   try {
     app = await startApp(store, logger, {

@@ -2,6 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   CommandOutcomeSchema,
+  CommandSchema,
   CommandState,
   CommandType,
   ListMountsParamsSchema,
@@ -9,7 +10,12 @@ import {
   NetworkAction,
 } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { AgentNotRegisteredError, InvalidInputError, NotFoundError, QueueFullError } from "../errors.js";
+import { silentLogger } from "../../common/logger.js";
+import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
+import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { Store, StoreChannel } from "../store/store.js";
 import { testServices } from "../testing/services.js";
+import { createCommandQueue } from "./command-queue.js";
 import { normalizePath, type CommandParams } from "./command-params.js";
 
 const mounts: CommandParams = { case: "listMounts", value: create(ListMountsParamsSchema) };
@@ -145,5 +151,91 @@ describe("release", () => {
     const waiting = s.commands.next("web-01", { timeoutMs: 2_000 });
     await s.commands.release(first!);
     expect((await waiting)?.command.id).toBe(q.command.id);
+  });
+});
+
+describe("changes made by another server process", () => {
+  /** An in-memory SQLite store with a hand-driven subscribe, standing in for another process's NOTIFY. */
+  function sharedStoreSetup() {
+    const base = openSqliteStore(":memory:");
+    const subs = new Map<StoreChannel, Set<(key: string | null) => void>>();
+    const store = new Proxy(base, {
+      get(target, prop) {
+        if (prop === "subscribe") {
+          return (channel: StoreChannel, cb: (key: string | null) => void) => {
+            let set = subs.get(channel);
+            if (!set) subs.set(channel, (set = new Set()));
+            set.add(cb);
+            return () => set.delete(cb);
+          };
+        }
+        const v: unknown = Reflect.get(target, prop);
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as Store;
+    const commands = createCommandQueue({
+      store,
+      logger: silentLogger(),
+      clock: Date.now,
+      options: { maxQueued: 10, ttlMs: 3_600_000, expireEveryMs: 60_000 },
+    });
+    cleanup.push(async () => {
+      commands.stop();
+      await base.close();
+    });
+    const notify = (channel: StoreChannel, key: string | null) => {
+      for (const cb of [...(subs.get(channel) ?? [])]) cb(key);
+    };
+    /** Queues a command the way another process would: straight into the shared store, no local wake-up. */
+    const enqueueElsewhere = async (id: string) => {
+      const command = create(CommandSchema, { id, type: CommandType.LIST_MOUNTS, params: { case: "listMounts", value: {} } });
+      await base.enqueueCommand({ command, hostname: "web-01", createdAtMs: Date.now(), requestedBy: "other" }, 10);
+    };
+    return { base, commands, notify, enqueueElsewhere, subs };
+  }
+
+  it("wakes a waiting poller when another process queues a command, and on a reconnect (key null)", async () => {
+    const s = sharedStoreSetup();
+    await s.base.upsertAgent(create(HostInfoSchema, { hostname: "web-01" }), [], 1);
+    let got: string | undefined = "pending";
+    const polling = s.commands.next("web-01", { timeoutMs: 5_000 }).then((r) => (got = r?.command.id));
+    await s.enqueueElsewhere("x1");
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toBe("pending"); // nothing told this process yet
+    s.notify("command_queued", "db-01"); // another host: no effect
+    await new Promise((r) => setTimeout(r, 50));
+    expect(got).toBe("pending");
+    const started = Date.now();
+    s.notify("command_queued", "web-01");
+    await polling;
+    expect(got).toBe("x1");
+    expect(Date.now() - started).toBeLessThan(1_000);
+
+    const again = s.commands.next("web-01", { timeoutMs: 5_000 });
+    await s.enqueueElsewhere("x2");
+    s.notify("command_queued", null);
+    expect((await again)?.command.id).toBe("x2");
+  });
+
+  it("wakes watchers when another process finishes a command, and unsubscribes on stop", async () => {
+    const s = sharedStoreSetup();
+    await s.base.upsertAgent(create(HostInfoSchema, { hostname: "web-01" }), [], 1);
+    await s.enqueueElsewhere("w1");
+    const ac = new AbortController();
+    const seen: CommandState[] = [];
+    const watching = (async () => {
+      for await (const rec of s.commands.watch("w1", ac.signal)) seen.push(rec.state);
+    })();
+    await new Promise((r) => setTimeout(r, 20));
+    await s.base.claimNextCommand("web-01", Date.now());
+    s.notify("command_updated", "w1");
+    await new Promise((r) => setTimeout(r, 20));
+    await s.base.finishCommand("w1", "web-01", CommandState.COMPLETED, undefined, Date.now());
+    s.notify("command_updated", "w1");
+    await watching;
+    expect(seen).toEqual([CommandState.QUEUED, CommandState.DELIVERED, CommandState.COMPLETED]);
+    expect([...s.subs.values()].reduce((n, set) => n + set.size, 0)).toBe(2);
+    s.commands.stop();
+    expect([...s.subs.values()].reduce((n, set) => n + set.size, 0)).toBe(0);
   });
 });

@@ -69,7 +69,11 @@ export function toCommandInfo(rec: CommandRecord): CommandInfo {
   });
 }
 
-/** Creates the command queue. Waiting is in memory; the queue itself lives in the store and survives restarts. */
+/**
+ * Creates the command queue. Waiting is in memory; the queue itself lives in the store and survives restarts.
+ * When the store reports changes made by other server processes on the same database (Store.subscribe), those wake
+ * this process's pollers and watchers too, so a command queued anywhere reaches the agent wherever it is connected.
+ */
 export function createCommandQueue(deps: {
   store: Store;
   logger: Logger;
@@ -87,6 +91,18 @@ export function createCommandQueue(deps: {
     const set = map.get(key);
     if (set) for (const fn of [...set]) fn();
   };
+  const wakeAll = (map: Map<string, Set<() => void>>) => {
+    for (const key of [...map.keys()]) wake(map, key);
+  };
+  // Another process queued or changed a command (key null: notifications may have been missed, so every waiter
+  // looks again). A wake-up is only a hint: pollers claim through the store, which hands a command out once.
+  const storeSubscriptions: (() => void)[] = [];
+  if (store.subscribe) {
+    storeSubscriptions.push(
+      store.subscribe("command_queued", (host) => (host === null ? wakeAll(hostWaiters) : wake(hostWaiters, host))),
+      store.subscribe("command_updated", (id) => (id === null ? wakeAll(commandWaiters) : wake(commandWaiters, id))),
+    );
+  }
   const subscribe = (map: Map<string, Set<() => void>>, key: string, fn: () => void) => {
     let set = map.get(key);
     if (!set) map.set(key, (set = new Set()));
@@ -216,7 +232,9 @@ export function createCommandQueue(deps: {
     stop() {
       stopped = true;
       if (timer) clearInterval(timer);
-      for (const map of [hostWaiters, commandWaiters]) for (const key of [...map.keys()]) wake(map, key);
+      for (const off of storeSubscriptions.splice(0)) off();
+      wakeAll(hostWaiters);
+      wakeAll(commandWaiters);
     },
   };
   return queue;

@@ -1,0 +1,170 @@
+/**
+ * Versioned schema of the PostgreSQL store. Append new steps; never edit a released one.
+ * `schema_migrations` records every step that ran (version = its 1-based index); each step runs in its own
+ * transaction, under an advisory lock so that two servers starting at once do not both migrate.
+ *
+ * Text columns use the "C" collation: byte order, the same order as SQLite's, and cheaper comparisons.
+ * Timestamps are bigint milliseconds. Chunks are range-partitioned by `max_t`, one partition per UTC day
+ * (`chunks_d<days since epoch>`, created on demand by the store), rollups by tier and then by `window_start`, one
+ * partition per UTC month (`rollups_<tier>_m<YYYYMM>`); each has a DEFAULT partition for rows outside any day or
+ * month partition. Retention drops whole partitions.
+ */
+export const postgresMigrations: readonly string[] = [
+  `
+  CREATE TABLE metric_batches (
+    hostname text COLLATE "C" NOT NULL,
+    session_id text COLLATE "C" NOT NULL,
+    sequence bigint NOT NULL,
+    received_ms bigint NOT NULL,
+    PRIMARY KEY (hostname, session_id, sequence)
+  );
+
+  -- The ingest write-ahead log: a batch stays here until its samples are in chunks. Each server instance replays
+  -- only its own rows.
+  CREATE TABLE wal (
+    id bigserial PRIMARY KEY,
+    instance text COLLATE "C" NOT NULL,
+    hostname text COLLATE "C" NOT NULL,
+    received_ms bigint NOT NULL,
+    payload bytea NOT NULL
+  );
+  CREATE INDEX wal_instance_id ON wal (instance, id);
+
+  -- Snapshot envelopes only (process and service lists, containers, ...); numeric payloads live in series.
+  CREATE TABLE envelopes (
+    id bigserial PRIMARY KEY,
+    hostname text COLLATE "C" NOT NULL,
+    type text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    ts_ms bigint NOT NULL,
+    received_ms bigint NOT NULL,
+    payload bytea NOT NULL
+  );
+  CREATE INDEX envelopes_host_ts ON envelopes (hostname, ts_ms);
+  CREATE INDEX envelopes_host_type_ts ON envelopes (hostname, type, ts_ms);
+  CREATE INDEX envelopes_ts ON envelopes (ts_ms);
+
+  CREATE TABLE latest (
+    hostname text COLLATE "C" NOT NULL,
+    type text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    ts_ms bigint NOT NULL,
+    payload bytea NOT NULL,
+    PRIMARY KEY (hostname, type, key)
+  );
+
+  CREATE TABLE host_counters (
+    hostname text COLLATE "C" PRIMARY KEY,
+    envelopes bigint NOT NULL
+  );
+
+  CREATE TABLE agents (
+    hostname text COLLATE "C" PRIMARY KEY,
+    host_info bytea NOT NULL,
+    collectors text NOT NULL,
+    registered_ms bigint NOT NULL,
+    last_seen_ms bigint NOT NULL,
+    collector_status text
+  );
+
+  CREATE TABLE commands (
+    id text COLLATE "C" PRIMARY KEY,
+    seq bigserial NOT NULL,
+    hostname text COLLATE "C" NOT NULL,
+    state integer NOT NULL,
+    command bytea NOT NULL,
+    created_ms bigint NOT NULL,
+    delivered_ms bigint,
+    finished_ms bigint,
+    outcome bytea,
+    requested_by text NOT NULL DEFAULT ''
+  );
+  CREATE INDEX commands_host_state ON commands (hostname, state, created_ms, seq);
+  CREATE INDEX commands_created ON commands (created_ms, seq);
+  CREATE INDEX commands_open ON commands (created_ms) WHERE state IN (1, 2);
+
+  CREATE TABLE series (
+    id bigserial PRIMARY KEY,
+    hostname text COLLATE "C" NOT NULL,
+    metric text COLLATE "C" NOT NULL,
+    labels text COLLATE "C" NOT NULL,
+    flushed_wal_id bigint NOT NULL DEFAULT 0,
+    last_t bigint,
+    last_v double precision,
+    UNIQUE (hostname, metric, labels)
+  );
+  CREATE INDEX series_metric ON series (metric, hostname);
+
+  CREATE TABLE chunks (
+    id bigserial NOT NULL,
+    series_id bigint NOT NULL,
+    min_t bigint NOT NULL,
+    max_t bigint NOT NULL,
+    count integer NOT NULL,
+    data bytea NOT NULL
+  ) PARTITION BY RANGE (max_t);
+  CREATE TABLE chunks_default PARTITION OF chunks DEFAULT;
+  CREATE INDEX chunks_series_max ON chunks (series_id, max_t);
+
+  CREATE TABLE rollups (
+    tier text COLLATE "C" NOT NULL,
+    series_id bigint NOT NULL,
+    window_start bigint NOT NULL,
+    data bytea NOT NULL,
+    PRIMARY KEY (tier, series_id, window_start)
+  ) PARTITION BY LIST (tier);
+  CREATE TABLE rollups_1m PARTITION OF rollups FOR VALUES IN ('1m') PARTITION BY RANGE (window_start);
+  CREATE TABLE rollups_1m_default PARTITION OF rollups_1m DEFAULT;
+  CREATE TABLE rollups_1h PARTITION OF rollups FOR VALUES IN ('1h') PARTITION BY RANGE (window_start);
+  CREATE TABLE rollups_1h_default PARTITION OF rollups_1h DEFAULT;
+  CREATE TABLE rollups_default PARTITION OF rollups DEFAULT;
+
+  -- Small engine state written with each flush (getMeta), per server instance like the WAL.
+  CREATE TABLE meta (
+    instance text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    value text NOT NULL,
+    PRIMARY KEY (instance, key)
+  );
+  `,
+];
+
+/** Advisory lock held while migrating (any constant unique to Spectra). */
+const MIGRATION_LOCK = 0x5350_4543_0001;
+
+/** The subset of a pg client the migration runner needs. */
+export interface MigrationClient {
+  query<R extends object = Record<string, unknown>>(text: string, values?: unknown[]): Promise<{ rows: R[] }>;
+}
+
+/**
+ * Brings the schema to the newest version: takes the migration advisory lock (a second server starting at the same
+ * time waits here, then finds nothing to do), runs each missing step in its own transaction and records it.
+ * Throws when the database was migrated by a newer server.
+ */
+export async function runPostgresMigrations(client: MigrationClient, steps: readonly string[] = postgresMigrations): Promise<void> {
+  await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK]);
+  try {
+    await client.query(
+      "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_ms bigint NOT NULL)",
+    );
+    const { rows } = await client.query<{ v: number }>("SELECT coalesce(max(version), 0)::integer AS v FROM schema_migrations");
+    const current = rows[0]?.v ?? 0;
+    if (current > steps.length) {
+      throw new Error(`database schema version ${current} is newer than this server (${steps.length})`);
+    }
+    for (let v = current; v < steps.length; v++) {
+      await client.query("BEGIN");
+      try {
+        await client.query(steps[v]!);
+        await client.query("INSERT INTO schema_migrations (version, applied_ms) VALUES ($1, $2)", [v + 1, Date.now()]);
+        await client.query("COMMIT");
+      } catch (err) {
+        await client.query("ROLLBACK").catch(() => undefined);
+        throw new Error(`schema migration ${v + 1} failed`, { cause: err });
+      }
+    }
+  } finally {
+    await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => undefined);
+  }
+}
