@@ -774,7 +774,7 @@ export class ChunkEncoder {
  *
  * Like Node's Buffer pool, small results are views into a shared slab (a fresh ArrayBuffer of a typed array
  * over 64 bytes costs about 0.5 µs, 4 ns per sample of a 120-sample chunk): the arrays never overlap any other
- * result, but their `.buffer` is bigger than they are, so copy them (`slice()`) rather than keep `.buffer`.
+ * result, but their `.buffer` is bigger than they are: copy them (`slice()`) rather than keep or transfer `.buffer`.
  */
 export function decodeChunk(bytes: Uint8Array): { t: Float64Array<ArrayBuffer>; v: Float64Array<ArrayBuffer> } {
   const h = readContainer(bytes, CHUNK_VERSION, 2);
