@@ -92,7 +92,7 @@ describe("agent ↔ server end to end", () => {
     const types = await waitFor(
       "every core collector",
       async () => {
-        const seen = new Set((await app.services.store.latest("e2e-core")).map((l) => l.type));
+        const seen = new Set((await app.services.tsdb.latest("e2e-core")).map((l) => l.type));
         return CORE.every((c) => seen.has(c)) ? seen : undefined;
       },
       40_000,

@@ -68,7 +68,7 @@ describe("every collector end to end", () => {
     const deadline = Date.now() + 60_000;
     while (pending.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 1_000));
-      const stored = new Set((await app.services.store.latest(HOST)).map((l) => l.type));
+      const stored = new Set((await app.services.tsdb.latest(HOST)).map((l) => l.type));
       const me = (await admin.listAgents({})).agents.find((a) => a.host?.hostname === HOST);
       for (const name of [...pending]) {
         const status = me?.collectorStatus.find((s) => s.name === name);

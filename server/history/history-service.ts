@@ -163,7 +163,7 @@ export function createHistoryService(deps: {
     },
 
     async latestSnapshots(hostname) {
-      const latest = await store.latest(hostname);
+      const latest = await tsdb.latest(hostname);
       return latest.filter((l) => isSnapshot(l.envelope)).map((l) => l.envelope);
     },
 

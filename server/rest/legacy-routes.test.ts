@@ -241,7 +241,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       expect(r.text).toBe("");
 
       expect(await s.store.countEnvelopes(hostname)).toBe(2);
-      const [cpu, disk] = await s.store.latest(hostname);
+      const [cpu, disk] = await s.tsdb.latest(hostname);
       expect(cpu?.type).toBe("cpu");
       expect(cpu?.hostname).toBe(hostname);
       expect(cpu?.timestampMs).toBe(1770036520123);
@@ -273,7 +273,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       const body = JSON.stringify([cpuEnvelope(hostname), { type: "updates", timestamp: "2026-02-02T12:00:00Z", hostname, data: { pending_count: 2 } }]);
       const r = await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: JSON_HEADERS, body });
       expect(r.status).toBe(202);
-      const rows = await s.store.latest(hostname);
+      const rows = await s.tsdb.latest(hostname);
       expect(rows.map((e) => e.type).sort()).toEqual(["cpu", "update_status"]);
       expect((await s.store.listEnvelopes({ hostname, limit: 10 })).map((e) => e.type)).toEqual(["update_status"]);
     });
@@ -291,7 +291,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       const body = gzip([cpuEnvelope("someone-else")]);
       expect((await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: GZIP, body })).status).toBe(202);
       expect(await s.store.countEnvelopes("someone-else")).toBe(0);
-      expect((await s.store.latest(hostname))[0]?.envelope.hostname).toBe(hostname);
+      expect((await s.tsdb.latest(hostname))[0]?.envelope.hostname).toBe(hostname);
     });
 
     it("400 Missing hostname", async () => {

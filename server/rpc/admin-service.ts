@@ -54,7 +54,7 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
     },
     async getLatestMetrics(req) {
       checkHostname(req.hostname);
-      const latest = await s.store.latest(req.hostname);
+      const latest = await s.tsdb.latest(req.hostname);
       if (latest.length === 0 && !(await s.agents.isRegistered(req.hostname))) {
         throw new NotFoundError(`no agent or metrics for host '${req.hostname}'`);
       }

@@ -81,8 +81,20 @@ export interface FlushWrite {
   flushed: Array<{ seriesId: number; walId: number; lastT: number; lastV: number }>;
   /** Deletes this instance's WAL rows with id < this value. */
   deleteWalBelow?: number;
+  /** Latest envelopes to store; a row never replaces a newer one of the same (host, type, key). */
+  latest?: LatestRow[];
   /** Small engine state (e.g. the rollup horizon) stored with the flush; see getMeta. */
   meta?: Record<string, string>;
+}
+
+/** The newest envelope of one (host, type, key), as written by a flush. */
+export interface LatestRow {
+  hostname: string;
+  type: string;
+  key: string;
+  timestampMs: number;
+  /** The MetricEnvelope, binary. */
+  payload: Uint8Array;
 }
 
 /** Oldest timestamp kept per tier; older data is removed. */
@@ -139,7 +151,8 @@ export interface Store {
   /**
    * Stores a batch atomically, de-duplicated by (hostname, sessionId, sequence) when sessionId is set: the dedup key,
    * one WAL row (the envelopes as a MetricBatch; its samples go to chunks when the head flushes), the snapshot
-   * envelopes (see listEnvelopes), the latest envelope per (type, key) and the host's received-envelope count.
+   * envelopes (see listEnvelopes) and the host's received-envelope count. (The latest envelope per (type, key) is
+   * written by commitFlush: TsdbEngine.latest serves newer ones from memory.)
    * Resolved writes are durable, and resolve in call order with increasing WAL ids.
    */
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult>;
@@ -148,7 +161,7 @@ export interface Store {
    * oldest first, optionally of one type and time range, at most `limit`. Numeric payloads live in series only.
    */
   listEnvelopes(q: { hostname: string; type?: string; sinceMs?: number; untilMs?: number; limit: number }): Promise<StoredEnvelope[]>;
-  /** The latest envelope per (type, key) of a host. */
+  /** The latest envelope per (type, key) of a host, as of the last flush (see TsdbEngine.latest). */
   latest(hostname: string): Promise<StoredEnvelope[]>;
   /** Envelopes received (and stored) from a host, or from all hosts. */
   countEnvelopes(hostname?: string): Promise<number>;

@@ -238,6 +238,29 @@ describe("TsdbEngine", () => {
     await h.store.close();
   });
 
+  it("serves the latest envelope per type and key from memory, stores it at a flush, restores it after a crash", async () => {
+    const h = new Harness();
+    await h.open();
+    const view = async () => (await h.engine.latest("h1")).map((l) => [l.type, l.key, l.timestampMs]);
+    await h.ingest([disk(T0, "/", 1), disk(T0, "/home", 2), cpu(T0, 5)]);
+    await h.ingest([disk(T0 - 1_000, "/", 0)]); // older: not the latest
+    await h.ingest([cpu(T0 + 5_000, 6)]);
+    const want = [
+      ["cpu", "", T0 + 5_000],
+      ["disk", "/", T0],
+      ["disk", "/home", T0],
+    ];
+    expect(await view()).toEqual(want);
+    expect(await h.store.latest("h1")).toEqual([]); // not stored per batch
+    await h.crashAndReopen(); // WAL replay rebuilds it
+    expect(await view()).toEqual(want);
+    await h.engine.flush();
+    expect((await h.store.latest("h1")).map((l) => [l.type, l.key, l.timestampMs])).toEqual(want);
+    await h.ingest([cpu(T0 + 10_000, 7)]);
+    expect((await view())[0]).toEqual(["cpu", "", T0 + 10_000]);
+    await h.store.close();
+  });
+
   it("streams live samples to subscribers of a host", async () => {
     const h = new Harness();
     await h.open();

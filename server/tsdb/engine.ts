@@ -9,8 +9,10 @@
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../../common/logger.js";
-import { MetricBatchSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
-import type { ChunkRow, RetentionCutoffs, RollupRow, RollupTier, Store } from "../store/store.js";
+import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import type { ChunkRow, LatestRow, RetentionCutoffs, RollupRow, RollupTier, Store, StoredEnvelope } from "../store/store.js";
+import { envelopeKey } from "../store/envelope-key.js";
+import { fastToBinary } from "../../common/proto/fast-encode.js";
 import { decodeChunk, type ChunkEncoder } from "./codec/chunk.js";
 import { decodeRollupChunk, encodeRollupChunk } from "./codec/rollup-chunk.js";
 import { flattenEnvelope, type SeriesGroup } from "./flatten/flatten.js";
@@ -71,6 +73,8 @@ export class TsdbEngine {
   /** Per host: group key → (metrics array → series parallel to it). */
   private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: HeadSeries[] }[]>>();
   private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
+  /** Per host: the newest envelope per (type, key) received since the last flush (stored by the next flush). */
+  private latestEnv = new Map<string, Map<string, { env: MetricEnvelope; t: number }>>();
   private readonly groups: SeriesGroup[] = [];
   private maxAppendedWal = 0;
   /** Hours before this are rolled up (ms, hour aligned); undefined until the first sample. */
@@ -176,10 +180,15 @@ export class TsdbEngine {
     const liveOut: LiveSample[] | undefined = listeners && listeners.size > 0 ? [] : undefined;
     const target = this.opts.chunkTarget;
     const span = this.opts.chunkSpanMs;
+    let latest = this.latestEnv.get(hostname);
+    if (!latest) this.latestEnv.set(hostname, (latest = new Map()));
     for (const env of envelopes) {
       const ts = env.timestamp;
       if (!ts) continue;
       const t = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6);
+      const lk = `${env.type}\u0000${envelopeKey(env)}`;
+      const prev = latest.get(lk);
+      if (!prev || t >= prev.t) latest.set(lk, { env, t });
       const groups = this.groups;
       groups.length = 0;
       flattenEnvelope(env, groups);
@@ -214,6 +223,31 @@ export class TsdbEngine {
     }
     if (walId > this.maxAppendedWal) this.maxAppendedWal = walId;
     if (liveOut && liveOut.length > 0) for (const l of listeners!) l(liveOut);
+  }
+
+  /** Puts back latest envelopes a failed flush did not store (unless newer ones arrived meanwhile). */
+  private restoreLatest(old: Map<string, Map<string, { env: MetricEnvelope; t: number }>>): void {
+    for (const [hostname, m] of old) {
+      let cur = this.latestEnv.get(hostname);
+      if (!cur) this.latestEnv.set(hostname, (cur = new Map()));
+      for (const [k, v] of m) {
+        const now = cur.get(k);
+        if (!now || v.t > now.t) cur.set(k, v);
+      }
+    }
+  }
+
+  /** The latest envelope per (type, key) of a host: the stored ones, overlaid with newer ones not flushed yet. */
+  async latest(hostname: string): Promise<StoredEnvelope[]> {
+    const stored = await this.store.latest(hostname);
+    const mem = this.latestEnv.get(hostname);
+    if (!mem || mem.size === 0) return stored;
+    const byKey = new Map(stored.map((s) => [`${s.type}\u0000${s.key}`, s]));
+    for (const [k, { env, t }] of mem) {
+      const s = byKey.get(k);
+      if (!s || t >= s.timestampMs) byKey.set(k, { hostname, type: env.type, key: envelopeKey(env), timestampMs: t, envelope: env });
+    }
+    return [...byKey.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   /** Subscribes to live samples of a host; returns the unsubscribe function. */
@@ -268,6 +302,14 @@ export class TsdbEngine {
       flushed.push({ seriesId: id, walId: s.walMax, lastT: s.lastT, lastV: s.lastV });
     }
 
+    const latestEnv = this.latestEnv;
+    this.latestEnv = new Map();
+    const latest: LatestRow[] = [];
+    for (const [hostname, m] of latestEnv) {
+      for (const { env, t } of m.values()) {
+        latest.push({ hostname, type: env.type, key: envelopeKey(env), timestampMs: t, payload: fastToBinary(MetricEnvelopeSchema, env) });
+      }
+    }
     const { rollups, meta, undo } = await this.dueRollups(chunks);
     let chunkIds: number[];
     try {
@@ -276,10 +318,12 @@ export class TsdbEngine {
         rollups,
         flushed,
         deleteWalBelow: walBelow,
+        latest,
         ...(meta ? { meta } : {}),
       }));
     } catch (err) {
       undo();
+      this.restoreLatest(latestEnv);
       for (const s of dirty) s.dirty = true;
       throw err;
     }

@@ -22,6 +22,7 @@ import type {
   CommandRecord,
   FlushWrite,
   RetentionCutoffs,
+  LatestRow,
   RollupRow,
   RollupTier,
   SeriesIdentity,
@@ -408,7 +409,6 @@ class PostgresStore implements Store {
       received: [] as number[],
       payload: [] as Buffer[],
     };
-    const latest = new Map<string, { host: string; type: string; key: string; ts: number; payload: Buffer }>();
     const counts = new Map<string, number>();
     const touches = new Map<string, { at: number; status: string | null }>();
     const walIdOf = new Map<BatchWrite, number>();
@@ -435,10 +435,6 @@ class PostgresStore implements Store {
           snap.received.push(b.receivedAtMs);
           snap.payload.push(bytes);
         }
-        // One row per (host, type, key) per statement: the newest, the later one on a tie.
-        const lk = `${b.hostname}\u0000${type}\u0000${key}`;
-        const prev = latest.get(lk);
-        if (!prev || ts >= prev.ts) latest.set(lk, { host: b.hostname, type, key, ts, payload: bytes });
       });
       if (b.envelopes.length > 0) counts.set(b.hostname, (counts.get(b.hostname) ?? 0) + b.envelopes.length);
       const t = touches.get(b.hostname);
@@ -459,16 +455,6 @@ class PostgresStore implements Store {
         `INSERT INTO envelopes (hostname, type, key, ts_ms, received_ms, payload)
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::bytea[])`,
         [snap.host, snap.type, snap.key, snap.ts, snap.received, snap.payload],
-      );
-    }
-    if (latest.size > 0) {
-      const rows = [...latest.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
-      await c.query(
-        `INSERT INTO latest AS l (hostname, type, key, ts_ms, payload)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
-         ON CONFLICT (hostname, type, key) DO UPDATE SET ts_ms = excluded.ts_ms, payload = excluded.payload
-         WHERE excluded.ts_ms >= l.ts_ms`,
-        [rows.map((r) => r.host), rows.map((r) => r.type), rows.map((r) => r.key), rows.map((r) => r.ts), rows.map((r) => r.payload)],
       );
     }
     if (counts.size > 0) {
@@ -649,6 +635,29 @@ class PostgresStore implements Store {
             inserts.map((u) => u.ch.maxT),
             inserts.map((u) => u.ch.count),
             inserts.map((u) => buf(u.ch.data)),
+          ],
+        );
+      }
+      if (f.latest && f.latest.length > 0) {
+        // One row per (host, type, key) per statement: the newest, the later one on a tie.
+        const newest = new Map<string, LatestRow>();
+        for (const l of f.latest) {
+          const lk = `${l.hostname}\u0000${l.type}\u0000${l.key}`;
+          const prev = newest.get(lk);
+          if (!prev || l.timestampMs >= prev.timestampMs) newest.set(lk, l);
+        }
+        const rows = [...newest.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, v]) => v);
+        await c.query(
+          `INSERT INTO latest AS l (hostname, type, key, ts_ms, payload)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bytea[])
+           ON CONFLICT (hostname, type, key) DO UPDATE SET ts_ms = excluded.ts_ms, payload = excluded.payload
+           WHERE excluded.ts_ms >= l.ts_ms`,
+          [
+            rows.map((r) => r.hostname),
+            rows.map((r) => pgText(r.type)),
+            rows.map((r) => pgText(r.key)),
+            rows.map((r) => r.timestampMs),
+            rows.map((r) => buf(r.payload)),
           ],
         );
       }

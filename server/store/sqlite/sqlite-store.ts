@@ -242,7 +242,6 @@ class SqliteStore implements Store {
       if (env.payload.case !== undefined && isSnapshotCase(env.payload.case)) {
         this.stmt.insertEnvelope.run(b.hostname, env.type, key, ts, b.receivedAtMs, bytes);
       }
-      this.stmt.upsertLatest.run(b.hostname, env.type, key, ts, bytes);
     });
     if (b.envelopes.length > 0) this.stmt.countHost.run(b.hostname, b.envelopes.length);
     if (b.collectorStatus.length > 0) {
@@ -348,6 +347,7 @@ class SqliteStore implements Store {
       }
       if (f.deleteWalBelow !== undefined) this.stmt.deleteWal.run(f.deleteWalBelow);
       for (const [k, v] of Object.entries(f.meta ?? {})) this.stmt.setMeta.run(k, v);
+      for (const l of f.latest ?? []) this.stmt.upsertLatest.run(l.hostname, l.type, l.key, l.timestampMs, l.payload);
       return { chunkIds };
     })();
   }
