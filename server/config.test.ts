@@ -22,8 +22,13 @@ describe("server config", () => {
       longPollMs: 30_000,
       commandTtlMs: 3_600_000,
       maxQueuedCommands: 10,
+      retentionMs: { raw: 7 * 86_400_000, "1m": 90 * 86_400_000, "1h": 730 * 86_400_000 },
+      flushIntervalMs: 60_000,
       help: false,
     });
+    const r = loadServerConfig(["--retention-raw", "2d", "--flush-interval", "10s"], { SPECTRA_RETENTION_1H: "400d" });
+    expect(r.retentionMs).toEqual({ raw: 2 * 86_400_000, "1m": 90 * 86_400_000, "1h": 400 * 86_400_000 });
+    expect(r.flushIntervalMs).toBe(10_000);
     expect(c.tls).toBeUndefined();
     expect(c.store).toEqual({ kind: "sqlite", path: join("./data", "spectra.db") });
     expect(c.instanceId).toBe(`${hostname()}:8080`);
@@ -84,6 +89,9 @@ describe("server config", () => {
       [["--max-body=-1"], /^max-body: "-1" is not a positive byte count/],
       [["--tls-cert", "a.pem"], /^tls-cert and tls-key/],
       [["--log-level", "loud"], /^log-level:/],
+      [["--retention-raw", "forever"], /^retention-raw: "forever" is not a duration/],
+      [["--retention-raw", "100d"], /^retention-raw, retention-1m, retention-1h: each tier must be kept at least as long/],
+      [["--flush-interval", "2h"], /^flush-interval: at most 1h/],
       [["--bogus"], /bogus/],
     ];
     for (const [argv, msg] of cases) {

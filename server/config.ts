@@ -25,6 +25,10 @@ export interface ServerConfig {
   maxQueuedCommands: number;
   maxBodyBytes: number;
   maxInflatedBytes: number;
+  /** How long raw samples, 1-minute and 1-hour rollups are kept. */
+  retentionMs: { raw: number; "1m": number; "1h": number };
+  /** How often the in-memory head is written to compressed chunks. */
+  flushIntervalMs: number;
   logLevel: string;
   help: boolean;
 }
@@ -48,6 +52,12 @@ Flags (environment variable in brackets):
   --command-ttl <duration> unfinished commands expire after this, default 1h        [SPECTRA_COMMAND_TTL]
   --max-body <bytes>       largest request body, default 16777216 (16 MiB)          [SPECTRA_MAX_BODY]
   --max-inflated <bytes>   largest body after gunzip, default 67108864 (64 MiB)     [SPECTRA_MAX_INFLATED]
+  --retention-raw <dur>    keep raw samples this long, default 7d                   [SPECTRA_RETENTION_RAW]
+  --retention-1m <dur>     keep 1-minute rollups (min/max/avg/count/last), 90d      [SPECTRA_RETENTION_1M]
+  --retention-1h <dur>     keep 1-hour rollups, default 730d                        [SPECTRA_RETENTION_1H]
+  --flush-interval <dur>   write the in-memory head to compressed chunks this       [SPECTRA_FLUSH_INTERVAL]
+                           often, default 60s (received batches are on disk at once
+                           in a write-ahead log; this only sets how long it grows)
   --log-level <level>      trace, debug, info, warn, error; default info            [SPECTRA_LOG_LEVEL]
   -h, --help               print this help
 
@@ -136,6 +146,10 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
         "max-body": { type: "string" },
         "max-inflated": { type: "string" },
         "log-level": { type: "string" },
+        "retention-raw": { type: "string" },
+        "retention-1m": { type: "string" },
+        "retention-1h": { type: "string" },
+        "flush-interval": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -168,9 +182,19 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     maxQueuedCommands: 10,
     maxBodyBytes: parseBytes("max-body", pick("max-body", "SPECTRA_MAX_BODY") ?? String(16 * 1024 * 1024)),
     maxInflatedBytes: parseBytes("max-inflated", pick("max-inflated", "SPECTRA_MAX_INFLATED") ?? String(64 * 1024 * 1024)),
+    retentionMs: {
+      raw: parseDuration("retention-raw", pick("retention-raw", "SPECTRA_RETENTION_RAW") ?? "7d"),
+      "1m": parseDuration("retention-1m", pick("retention-1m", "SPECTRA_RETENTION_1M") ?? "90d"),
+      "1h": parseDuration("retention-1h", pick("retention-1h", "SPECTRA_RETENTION_1H") ?? "730d"),
+    },
+    flushIntervalMs: parseDuration("flush-interval", pick("flush-interval", "SPECTRA_FLUSH_INTERVAL") ?? "60s"),
     logLevel,
     help: values.help === true,
   };
+  if (cfg.retentionMs["1m"] < cfg.retentionMs.raw || cfg.retentionMs["1h"] < cfg.retentionMs["1m"]) {
+    throw new ConfigError("retention-raw, retention-1m, retention-1h: each tier must be kept at least as long as the finer one");
+  }
+  if (cfg.flushIntervalMs > 3_600_000) throw new ConfigError("flush-interval: at most 1h");
   if (certPath !== undefined && keyPath !== undefined) cfg.tls = { certPath, keyPath };
   return cfg;
 }

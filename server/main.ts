@@ -46,6 +46,7 @@ async function main(): Promise<number> {
       maxBodyBytes: cfg.maxBodyBytes,
       maxInflatedBytes: cfg.maxInflatedBytes,
       commandTtlMs: cfg.commandTtlMs,
+      tsdb: { retentionMs: cfg.retentionMs, flushIntervalMs: cfg.flushIntervalMs },
       maxQueuedCommands: cfg.maxQueuedCommands,
     });
   } catch (err) {
