@@ -3,6 +3,7 @@
 // exactly once, and results posted on one are visible on the other. Without PostgreSQL: skipped with a message,
 // or failed under CI=true.
 import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { spawn, type ChildProcess } from "node:child_process";
@@ -14,6 +15,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AdminService } from "../gen/spectra/v1/admin_service_pb.js";
 import { AgentService, HostInfoSchema } from "../gen/spectra/v1/agent_service_pb.js";
 import { CommandOutcomeSchema, CommandState, CommandType } from "../gen/spectra/v1/diagnostics_pb.js";
+import { Aggregation, HistoryService } from "../gen/spectra/v1/history_service_pb.js";
+import { MetricBatchSchema, MetricEnvelopeSchema } from "../gen/spectra/v1/metrics_pb.js";
 import { createTestDatabase, dropTestDatabases, postgresMissing, postgresProblem } from "../server/testing/postgres.js";
 
 const SERVER = join(import.meta.dirname, "..", "dist", "server", "main.js");
@@ -29,7 +32,7 @@ interface RunningServer {
 async function startServer(store: string, instanceId: string, dataDir: string): Promise<RunningServer> {
   const child: ChildProcess = spawn(
     process.execPath,
-    [SERVER, "--listen", "127.0.0.1:0", "--store", store, "--instance-id", instanceId, "--data-dir", dataDir],
+    [SERVER, "--listen", "127.0.0.1:0", "--store", store, "--instance-id", instanceId, "--data-dir", dataDir, "--flush-interval", "500ms"],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   let log = "";
@@ -210,6 +213,41 @@ describe("two servers on one PostgreSQL database", () => {
     expect(res.status).toBe(200);
     expect((JSON.parse(res.body) as { id: string }).id).toBe(id);
     expect(res.at - at).toBeLessThan(1_000);
+  });
+
+  it("shows metrics an agent sent to A in B's history once A flushed them", async () => {
+    const A = clients(a);
+    const history = createClient(HistoryService, createConnectTransport({ baseUrl: b.url, httpVersion: "2" }));
+    const host = "scale-history";
+    const t = Date.now();
+    await A.agent.pushMetrics({
+      batch: create(MetricBatchSchema, {
+        hostname: host,
+        sessionId: "s",
+        sequence: 1n,
+        envelopes: [
+          create(MetricEnvelopeSchema, { timestamp: timestampFromMs(t), payload: { case: "cpu", value: { usage: 42.5 } } }),
+          create(MetricEnvelopeSchema, { timestamp: timestampFromMs(t + 5_000), payload: { case: "cpu", value: { usage: 43.5 } } }),
+        ],
+      }),
+    });
+    let latest: number | undefined;
+    const deadline = Date.now() + 5_000;
+    while (latest === undefined && Date.now() < deadline) {
+      const r = await history.getLatest({ hostname: host, metric: "cpu.usage" });
+      latest = r.values[0]?.value;
+      if (latest === undefined) await sleep(100);
+    }
+    expect(latest).toBe(43.5);
+    const range = await history.queryRange({
+      metric: "cpu.usage",
+      hostname: host,
+      start: timestampFromMs(t - 1_000),
+      end: timestampFromMs(t + 10_000),
+      step: { seconds: 1n },
+      aggregation: Aggregation.LAST,
+    });
+    expect(range.series[0]?.values).toEqual([42.5, 43.5]);
   });
 
   it("hands each command to exactly one of two streams held on different servers", async () => {

@@ -105,15 +105,7 @@ export class TsdbEngine {
   }
 
   private async load(): Promise<void> {
-    for (const row of await this.store.listSeries({})) {
-      const s = this.addSeries(row.hostname, row.metric, parseLabels(row.labels), row.labels);
-      s.id = row.id;
-      s.walMax = row.flushedWalId;
-      if (Number.isFinite(row.lastT)) {
-        s.lastT = row.lastT;
-        s.lastV = row.lastV;
-      }
-    }
+    await this.loadSeries();
     const h = await this.store.getMeta(HORIZON_KEY);
     if (h !== undefined) {
       this.horizon = Number(h);
@@ -139,9 +131,29 @@ export class TsdbEngine {
     if (replayed > 0) this.logger.info({ batches: replayed }, "replayed the write-ahead log into the head");
   }
 
+  /**
+   * Adds stored series this engine does not know and takes newer stored latest values. At start, and after each
+   * flush on a store several servers share (series and values another server flushed become visible here).
+   */
+  private async loadSeries(): Promise<void> {
+    for (const row of await this.store.listSeries({})) {
+      const known = this.series.get(`${row.hostname}\u0000${row.metric}\u0000${row.labels}`);
+      const s = known ?? this.addSeries(row.hostname, row.metric, parseLabels(row.labels), row.labels);
+      if (s.id === undefined) s.id = row.id;
+      if (!known) s.walMax = row.flushedWalId;
+      if (Number.isFinite(row.lastT) && row.lastT > s.lastT) {
+        s.lastT = row.lastT;
+        s.lastV = row.lastV;
+      }
+    }
+  }
+
   private start(): void {
+    const shared = this.store.subscribe !== undefined; // a database other servers write too
     const flushTimer = setInterval(() => {
-      this.flush().catch((err: unknown) => this.logger.error({ err }, "flushing the time-series head failed"));
+      this.flush()
+        .then(() => (shared ? this.loadSeries() : undefined))
+        .catch((err: unknown) => this.logger.error({ err }, "flushing the time-series head failed"));
     }, this.opts.flushIntervalMs);
     const retentionTimer = setInterval(() => {
       this.applyRetention().catch((err: unknown) => this.logger.error({ err }, "retention job failed"));
