@@ -181,8 +181,10 @@ function info(s: HeadSeries): SeriesInfo {
   return { hostname: s.hostname, metric: s.metric, labels: s.labels };
 }
 
+/** Host, then metric, then labels. */
 function compareSeries(a: HeadSeries, b: HeadSeries): number {
-  return a.hostname < b.hostname ? -1 : a.hostname > b.hostname ? 1 : a.labelsText < b.labelsText ? -1 : a.labelsText > b.labelsText ? 1 : 0;
+  const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
+  return cmp(a.hostname, b.hostname) || cmp(a.metric, b.metric) || cmp(a.labelsText, b.labelsText);
 }
 
 function isSnapshot(env: MetricEnvelope): boolean {
