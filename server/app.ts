@@ -14,6 +14,7 @@ import { createServices, type Services } from "./services.js";
 import type { Store } from "./store/store.js";
 import { HistoryService, file_spectra_v1_history_service } from "../gen/spectra/v1/history_service_pb.js";
 import { createHistoryServiceImpl } from "./rpc/history-service.js";
+import { isBinaryMetricUpload, rawBatchImpl, RawBatchAgentService } from "./rpc/binary-ingest.js";
 import { TsdbEngine, type TsdbOptions } from "./tsdb/engine.js";
 
 /** Limits and timings of a running server. */
@@ -63,9 +64,22 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
     maxInflatedBytes: opts.maxInflatedBytes,
     shutdownSignal: shutdown.signal,
   });
-  const handler = connectNodeAdapter({
+  const agentImpl = createAgentServiceImpl(services);
+  const connectOptions = {
+    interceptors: [errorInterceptor(logger)],
+    acceptCompression: [compressionGzip],
+    readMaxBytes: opts.maxInflatedBytes,
+    writeMaxBytes: 64 * 1024 * 1024,
+    shutdownSignal: shutdown.signal,
+  };
+  // Binary metric uploads take the raw-batch route (server/rpc/binary-ingest.ts); everything else the regular one.
+  const binaryIngest = connectNodeAdapter({
+    routes: (router: ConnectRouter) => router.service(RawBatchAgentService, rawBatchImpl(agentImpl)),
+    ...connectOptions,
+  });
+  const regular = connectNodeAdapter({
     routes: (router: ConnectRouter) => {
-      router.service(AgentService, createAgentServiceImpl(services));
+      router.service(AgentService, agentImpl);
       router.service(AdminService, createAdminServiceImpl(services));
       router.service(HistoryService, createHistoryServiceImpl(services));
       registerReflection(router, [
@@ -75,12 +89,9 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
       ]);
     },
     fallback: legacy,
-    interceptors: [errorInterceptor(logger)],
-    acceptCompression: [compressionGzip],
-    readMaxBytes: opts.maxInflatedBytes,
-    writeMaxBytes: 64 * 1024 * 1024,
-    shutdownSignal: shutdown.signal,
+    ...connectOptions,
   });
+  const handler: typeof regular = (req, res) => (isBinaryMetricUpload(req) ? binaryIngest(req, res) : regular(req, res));
   services.commands.start();
   const listener = await listen({
     host: opts.host,

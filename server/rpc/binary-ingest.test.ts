@@ -1,0 +1,82 @@
+import { create, equals, fromJson, toJson } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AgentService } from "../../gen/spectra/v1/agent_service_pb.js";
+import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import { prng, randomInit } from "../../common/proto/testing/random-messages.js";
+import { startTestApp } from "../testing/app.js";
+import { isBinaryMetricUpload, RawBatchAgentService } from "./binary-ingest.js";
+
+let app: Awaited<ReturnType<typeof startTestApp>>;
+beforeAll(async () => (app = await startTestApp()));
+afterAll(async () => {
+  await app.close();
+  app.removeDataDir();
+});
+
+/** One random, fully valid envelope of every payload type (type and hostname left for the server to fill). */
+function envelopes(seed: number, t: number): MetricEnvelope[] {
+  const r = prng(seed);
+  const payload = MetricEnvelopeSchema.oneofs.find((o) => o.name === "payload")!;
+  return payload.fields.map((f) => {
+    if (f.fieldKind !== "message") throw new Error("payload is a message");
+    const value = create(f.message, randomInit(f.message, r));
+    const env = create(MetricEnvelopeSchema, { timestamp: timestampFromMs(t), payload: { case: f.localName, value } as never });
+    // only values JSON text can carry (no -0), so both doors get the same numbers
+    return fromJson(MetricEnvelopeSchema, JSON.parse(JSON.stringify(toJson(MetricEnvelopeSchema, env))));
+  });
+}
+
+describe("binary metric uploads", () => {
+  it("route only binary StreamMetrics/PushMetrics requests to the raw-batch handler", () => {
+    const req = (url: string, type: string) => ({ url, headers: { "content-type": type } }) as never;
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/PushMetrics", "application/proto"))).toBe(true);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/StreamMetrics", "application/connect+proto"))).toBe(true);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/StreamMetrics", "application/grpc"))).toBe(true);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/PushMetrics", "application/grpc-web+proto"))).toBe(true);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/PushMetrics", "application/json"))).toBe(false);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/StreamMetrics", "application/connect+json"))).toBe(false);
+    expect(isBinaryMetricUpload(req("/spectra.v1.AgentService/Register", "application/proto"))).toBe(false);
+    const batchField = RawBatchAgentService.methods.find((m) => m.name === "PushMetrics")!.input.fields.find((f) => f.name === "batch");
+    expect(batchField?.fieldKind === "scalar" && batchField.scalar).toBe(12); // bytes
+  });
+
+  it("stores every payload type exactly as the JSON path does, over Connect and gRPC", async () => {
+    const json = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", useBinaryFormat: false }));
+    const connect = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" }));
+    const grpc = createClient(AgentService, createGrpcTransport({ baseUrl: app.baseUrl }));
+    const t = Date.UTC(2026, 10, 27, 12);
+    for (const [hostname, client, streaming] of [
+      ["via-json", json, false],
+      ["via-connect", connect, false],
+      ["via-grpc-stream", grpc, true],
+    ] as const) {
+      const batch = create(MetricBatchSchema, { hostname, sessionId: "s", sequence: 1n, envelopes: envelopes(7, t) });
+      if (streaming) {
+        const res = await client.streamMetrics(
+          (async function* () {
+            yield { batch };
+          })(),
+        );
+        expect(res.ackedSequences).toEqual([1n]);
+      } else {
+        expect((await client.pushMetrics({ batch })).storedEnvelopes).toBe(batch.envelopes.length);
+      }
+    }
+    const viaJson = await app.services.tsdb.latest("via-json");
+    expect(viaJson.length).toBeGreaterThan(15);
+    for (const host of ["via-connect", "via-grpc-stream"]) {
+      const got = await app.services.tsdb.latest(host);
+      expect(got.map((g) => [g.type, g.key])).toEqual(viaJson.map((g) => [g.type, g.key]));
+      got.forEach((g, i) => {
+        const want = { ...viaJson[i]!.envelope, hostname: host };
+        expect(equals(MetricEnvelopeSchema, g.envelope, want), `${host} ${g.type}`).toBe(true);
+      });
+      const series = app.services.tsdb.select({ hostname: host }).map((s) => `${s.metric}{${s.labelsText}}=${s.lastV}`).sort();
+      const jsonSeries = app.services.tsdb.select({ hostname: "via-json" }).map((s) => `${s.metric}{${s.labelsText}}=${s.lastV}`).sort();
+      expect(series).toEqual(jsonSeries);
+    }
+  });
+});
