@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -151,6 +151,9 @@ async function startServer(opts: { commands?: boolean } = {}) {
   const outcomes: CommandOutcome[] = [];
   let delivered = false;
   const impl: ServiceImpl<typeof AgentService> = {
+    async enroll() {
+      throw new ConnectError("this test server does not enroll agents", Code.Unimplemented);
+    },
     async register(req) {
       if (req.host) hosts.push(req.host);
       return {};

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
   GetCommandResponseSchema,
@@ -68,6 +68,10 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
       const limit = req.limit === 0 ? 100 : Math.min(req.limit, 1000);
       const list = await s.commands.list({ ...(req.hostname ? { hostname: req.hostname } : {}), limit });
       return create(ListCommandsResponseSchema, { commands: list.map(toCommandInfo) });
+    },
+    async getAgentTimeline() {
+      // Issue 7 in progress: the status timeline lands with heartbeats.
+      throw new ConnectError("the agent status timeline is not available on this server yet", Code.Unimplemented);
     },
     async *watchCommand(req, ctx) {
       for await (const rec of s.commands.watch(req.commandId, ctx.signal)) {

@@ -28,6 +28,11 @@ function batchInput(batch: MetricBatch | undefined) {
 /** AgentService over the shared services: validate, call one service, map the result. */
 export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentService> {
   return {
+    async enroll() {
+      // Issue 7 in progress: enrollment lands with the access service.
+      throw new ConnectError("enrollment is not available on this server yet", Code.Unimplemented);
+    },
+
     async register(req) {
       if (!req.host) throw new InvalidInputError("missing host");
       await s.agents.register(req.host, req.collectors);

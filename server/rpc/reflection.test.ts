@@ -118,7 +118,9 @@ describe("registerReflection (in memory)", () => {
     expect(names[0]).toBe("spectra/v1/admin_service.proto");
     expect(names.slice(1).sort()).toEqual([
       "google/protobuf/descriptor.proto",
+      "google/protobuf/duration.proto",
       "google/protobuf/timestamp.proto",
+      "spectra/v1/access_service.proto",
       "spectra/v1/agent_service.proto",
       "spectra/v1/diagnostics.proto",
       "spectra/v1/metrics.proto",

@@ -2,10 +2,12 @@
 // @generated from file spectra/v1/admin_service.proto (package spectra.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { EnrollmentState } from "./access_service_pb.js";
+import { file_spectra_v1_access_service } from "./access_service_pb.js";
 import type { HostInfo } from "./agent_service_pb.js";
 import { file_spectra_v1_agent_service } from "./agent_service_pb.js";
 import type { CommandInfo, DiskUsageParams, FetchLogsParams, NetworkDiagParams } from "./diagnostics_pb.js";
@@ -18,7 +20,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/admin_service.proto.
  */
 export const file_spectra_v1_admin_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCL5AQoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJEjUKEGNvbGxlY3Rvcl9zdGF0dXMYBiADKAsyGy5zcGVjdHJhLnYxLkNvbGxlY3RvclN0YXR1cyI+ChJMaXN0QWdlbnRzUmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhguc3BlY3RyYS52MS5BZ2VudFN1bW1hcnkiKwoXR2V0TGF0ZXN0TWV0cmljc1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiSQoYR2V0TGF0ZXN0TWV0cmljc1Jlc3BvbnNlEi0KCWVudmVsb3BlcxgBIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUiJwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCSI+ChJHZXRDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iNgoTTGlzdENvbW1hbmRzUmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCRINCgVsaW1pdBgCIAEoDSJBChRMaXN0Q29tbWFuZHNSZXNwb25zZRIpCghjb21tYW5kcxgBIAMoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iKQoTV2F0Y2hDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIkAKFFdhdGNoQ29tbWFuZFJlc3BvbnNlEigKB2NvbW1hbmQYASABKAsyFy5zcGVjdHJhLnYxLkNvbW1hbmRJbmZvMooGCgxBZG1pblNlcnZpY2USTgoLVHJpZ2dlckxvZ3MSHi5zcGVjdHJhLnYxLlRyaWdnZXJMb2dzUmVxdWVzdBofLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXNwb25zZRJOCgtUcmlnZ2VyRGlzaxIeLnNwZWN0cmEudjEuVHJpZ2dlckRpc2tSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1Jlc3BvbnNlElcKDlRyaWdnZXJOZXR3b3JrEiEuc3BlY3RyYS52MS5UcmlnZ2VyTmV0d29ya1JlcXVlc3QaIi5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVzcG9uc2USYAoRVHJpZ2dlckxpc3RNb3VudHMSJC5zcGVjdHJhLnYxLlRyaWdnZXJMaXN0TW91bnRzUmVxdWVzdBolLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnNwZWN0cmEudjEuTGlzdEFnZW50c1Jlc3BvbnNlEl0KEEdldExhdGVzdE1ldHJpY3MSIy5zcGVjdHJhLnYxLkdldExhdGVzdE1ldHJpY3NSZXF1ZXN0GiQuc3BlY3RyYS52MS5HZXRMYXRlc3RNZXRyaWNzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJRCgxMaXN0Q29tbWFuZHMSHy5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaIC5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlElMKDFdhdGNoQ29tbWFuZBIfLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVxdWVzdBogLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVzcG9uc2UwAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_spectra_v1_agent_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
+  fileDesc("Ch5zcGVjdHJhL3YxL2FkbWluX3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEiUwoSVHJpZ2dlckxvZ3NSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRmV0Y2hMb2dzUGFyYW1zIj8KE1RyaWdnZXJMb2dzUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iUwoSVHJpZ2dlckRpc2tSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEisKBnBhcmFtcxgCIAEoCzIbLnNwZWN0cmEudjEuRGlza1VzYWdlUGFyYW1zIj8KE1RyaWdnZXJEaXNrUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iWAoVVHJpZ2dlck5ldHdvcmtSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEi0KBnBhcmFtcxgCIAEoCzIdLnNwZWN0cmEudjEuTmV0d29ya0RpYWdQYXJhbXMiQgoWVHJpZ2dlck5ldHdvcmtSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyIsChhUcmlnZ2VyTGlzdE1vdW50c1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiRQoZVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRIoCgdjb21tYW5kGAEgASgLMhcuc3BlY3RyYS52MS5Db21tYW5kSW5mbyITChFMaXN0QWdlbnRzUmVxdWVzdCK5BAoMQWdlbnRTdW1tYXJ5EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEjEKDXJlZ2lzdGVyZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi0KCWxhc3Rfc2VlbhgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGAoQcGVuZGluZ19jb21tYW5kcxgEIAEoDRISCgpjb2xsZWN0b3JzGAUgAygJEjUKEGNvbGxlY3Rvcl9zdGF0dXMYBiADKAsyGy5zcGVjdHJhLnYxLkNvbGxlY3RvclN0YXR1cxInCgZzdGF0dXMYByABKA4yFy5zcGVjdHJhLnYxLkFnZW50U3RhdHVzEjAKDHN0YXR1c19zaW5jZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNQoQZW5yb2xsbWVudF9zdGF0ZRgJIAEoDjIbLnNwZWN0cmEudjEuRW5yb2xsbWVudFN0YXRlEjQKBmxhYmVscxgKIAMoCzIkLnNwZWN0cmEudjEuQWdlbnRTdW1tYXJ5LkxhYmVsc0VudHJ5EjIKD3JlcG9ydF9pbnRlcnZhbBgLIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhITCgtkaWFnbm9zdGljcxgMIAMoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImYKEUFnZW50U3RhdHVzQ2hhbmdlEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBnN0YXR1cxgCIAEoDjIXLnNwZWN0cmEudjEuQWdlbnRTdGF0dXMijgEKF0dldEFnZW50VGltZWxpbmVSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEikKBXN0YXJ0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBInCgNlbmQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWxpbWl0GAQgASgNInQKGEdldEFnZW50VGltZWxpbmVSZXNwb25zZRIoCgdpbml0aWFsGAEgASgOMhcuc3BlY3RyYS52MS5BZ2VudFN0YXR1cxIuCgdjaGFuZ2VzGAIgAygLMh0uc3BlY3RyYS52MS5BZ2VudFN0YXR1c0NoYW5nZSI+ChJMaXN0QWdlbnRzUmVzcG9uc2USKAoGYWdlbnRzGAEgAygLMhguc3BlY3RyYS52MS5BZ2VudFN1bW1hcnkiKwoXR2V0TGF0ZXN0TWV0cmljc1JlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiSQoYR2V0TGF0ZXN0TWV0cmljc1Jlc3BvbnNlEi0KCWVudmVsb3BlcxgBIAMoCzIaLnNwZWN0cmEudjEuTWV0cmljRW52ZWxvcGUiJwoRR2V0Q29tbWFuZFJlcXVlc3QSEgoKY29tbWFuZF9pZBgBIAEoCSI+ChJHZXRDb21tYW5kUmVzcG9uc2USKAoHY29tbWFuZBgBIAEoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iNgoTTGlzdENvbW1hbmRzUmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCRINCgVsaW1pdBgCIAEoDSJBChRMaXN0Q29tbWFuZHNSZXNwb25zZRIpCghjb21tYW5kcxgBIAMoCzIXLnNwZWN0cmEudjEuQ29tbWFuZEluZm8iKQoTV2F0Y2hDb21tYW5kUmVxdWVzdBISCgpjb21tYW5kX2lkGAEgASgJIkAKFFdhdGNoQ29tbWFuZFJlc3BvbnNlEigKB2NvbW1hbmQYASABKAsyFy5zcGVjdHJhLnYxLkNvbW1hbmRJbmZvKnYKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhcKE0FHRU5UX1NUQVRVU19PTkxJTkUQARIWChJBR0VOVF9TVEFUVVNfU1RBTEUQAhIYChRBR0VOVF9TVEFUVVNfT0ZGTElORRADMukGCgxBZG1pblNlcnZpY2USTgoLVHJpZ2dlckxvZ3MSHi5zcGVjdHJhLnYxLlRyaWdnZXJMb2dzUmVxdWVzdBofLnNwZWN0cmEudjEuVHJpZ2dlckxvZ3NSZXNwb25zZRJOCgtUcmlnZ2VyRGlzaxIeLnNwZWN0cmEudjEuVHJpZ2dlckRpc2tSZXF1ZXN0Gh8uc3BlY3RyYS52MS5UcmlnZ2VyRGlza1Jlc3BvbnNlElcKDlRyaWdnZXJOZXR3b3JrEiEuc3BlY3RyYS52MS5UcmlnZ2VyTmV0d29ya1JlcXVlc3QaIi5zcGVjdHJhLnYxLlRyaWdnZXJOZXR3b3JrUmVzcG9uc2USYAoRVHJpZ2dlckxpc3RNb3VudHMSJC5zcGVjdHJhLnYxLlRyaWdnZXJMaXN0TW91bnRzUmVxdWVzdBolLnNwZWN0cmEudjEuVHJpZ2dlckxpc3RNb3VudHNSZXNwb25zZRJLCgpMaXN0QWdlbnRzEh0uc3BlY3RyYS52MS5MaXN0QWdlbnRzUmVxdWVzdBoeLnNwZWN0cmEudjEuTGlzdEFnZW50c1Jlc3BvbnNlEl0KEEdldExhdGVzdE1ldHJpY3MSIy5zcGVjdHJhLnYxLkdldExhdGVzdE1ldHJpY3NSZXF1ZXN0GiQuc3BlY3RyYS52MS5HZXRMYXRlc3RNZXRyaWNzUmVzcG9uc2USSwoKR2V0Q29tbWFuZBIdLnNwZWN0cmEudjEuR2V0Q29tbWFuZFJlcXVlc3QaHi5zcGVjdHJhLnYxLkdldENvbW1hbmRSZXNwb25zZRJRCgxMaXN0Q29tbWFuZHMSHy5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1JlcXVlc3QaIC5zcGVjdHJhLnYxLkxpc3RDb21tYW5kc1Jlc3BvbnNlElMKDFdhdGNoQ29tbWFuZBIfLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVxdWVzdBogLnNwZWN0cmEudjEuV2F0Y2hDb21tYW5kUmVzcG9uc2UwARJdChBHZXRBZ2VudFRpbWVsaW5lEiMuc3BlY3RyYS52MS5HZXRBZ2VudFRpbWVsaW5lUmVxdWVzdBokLnNwZWN0cmEudjEuR2V0QWdlbnRUaW1lbGluZVJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_spectra_v1_access_service, file_spectra_v1_agent_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
 
 /**
  * @generated from message spectra.v1.TriggerLogsRequest
@@ -223,6 +225,46 @@ export type AgentSummary = Message<"spectra.v1.AgentSummary"> & {
    * @generated from field: repeated spectra.v1.CollectorStatus collector_status = 6;
    */
   collectorStatus: CollectorStatus[];
+
+  /**
+   * Online, stale or offline, from its last contact and its report interval.
+   *
+   * @generated from field: spectra.v1.AgentStatus status = 7;
+   */
+  status: AgentStatus;
+
+  /**
+   * Since when it has had that status.
+   *
+   * @generated from field: google.protobuf.Timestamp status_since = 8;
+   */
+  statusSince?: Timestamp | undefined;
+
+  /**
+   * @generated from field: spectra.v1.EnrollmentState enrollment_state = 9;
+   */
+  enrollmentState: EnrollmentState;
+
+  /**
+   * Labels from its enrollment token.
+   *
+   * @generated from field: map<string, string> labels = 10;
+   */
+  labels: { [key: string]: string };
+
+  /**
+   * How often it reports (its batch interval).
+   *
+   * @generated from field: google.protobuf.Duration report_interval = 11;
+   */
+  reportInterval?: Duration | undefined;
+
+  /**
+   * Diagnostics its configuration allows.
+   *
+   * @generated from field: repeated string diagnostics = 12;
+   */
+  diagnostics: string[];
 };
 
 /**
@@ -231,6 +273,92 @@ export type AgentSummary = Message<"spectra.v1.AgentSummary"> & {
  */
 export const AgentSummarySchema: GenMessage<AgentSummary> = /*@__PURE__*/
   messageDesc(file_spectra_v1_admin_service, 9);
+
+/**
+ * AgentStatusChange is one entry of an agent's status timeline.
+ *
+ * @generated from message spectra.v1.AgentStatusChange
+ */
+export type AgentStatusChange = Message<"spectra.v1.AgentStatusChange"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 1;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: spectra.v1.AgentStatus status = 2;
+   */
+  status: AgentStatus;
+};
+
+/**
+ * Describes the message spectra.v1.AgentStatusChange.
+ * Use `create(AgentStatusChangeSchema)` to create a new message.
+ */
+export const AgentStatusChangeSchema: GenMessage<AgentStatusChange> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 10);
+
+/**
+ * GetAgentTimelineRequest selects an agent's status changes in a time range.
+ *
+ * @generated from message spectra.v1.GetAgentTimelineRequest
+ */
+export type GetAgentTimelineRequest = Message<"spectra.v1.GetAgentTimelineRequest"> & {
+  /**
+   * @generated from field: string hostname = 1;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp start = 2;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * Default: now.
+   *
+   * @generated from field: google.protobuf.Timestamp end = 3;
+   */
+  end?: Timestamp | undefined;
+
+  /**
+   * Default 1000.
+   *
+   * @generated from field: uint32 limit = 4;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message spectra.v1.GetAgentTimelineRequest.
+ * Use `create(GetAgentTimelineRequestSchema)` to create a new message.
+ */
+export const GetAgentTimelineRequestSchema: GenMessage<GetAgentTimelineRequest> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 11);
+
+/**
+ * GetAgentTimelineResponse lists changes oldest first; `initial` is the status at `start`.
+ *
+ * @generated from message spectra.v1.GetAgentTimelineResponse
+ */
+export type GetAgentTimelineResponse = Message<"spectra.v1.GetAgentTimelineResponse"> & {
+  /**
+   * @generated from field: spectra.v1.AgentStatus initial = 1;
+   */
+  initial: AgentStatus;
+
+  /**
+   * @generated from field: repeated spectra.v1.AgentStatusChange changes = 2;
+   */
+  changes: AgentStatusChange[];
+};
+
+/**
+ * Describes the message spectra.v1.GetAgentTimelineResponse.
+ * Use `create(GetAgentTimelineResponseSchema)` to create a new message.
+ */
+export const GetAgentTimelineResponseSchema: GenMessage<GetAgentTimelineResponse> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_admin_service, 12);
 
 /**
  * @generated from message spectra.v1.ListAgentsResponse
@@ -247,7 +375,7 @@ export type ListAgentsResponse = Message<"spectra.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 10);
+  messageDesc(file_spectra_v1_admin_service, 13);
 
 /**
  * @generated from message spectra.v1.GetLatestMetricsRequest
@@ -264,7 +392,7 @@ export type GetLatestMetricsRequest = Message<"spectra.v1.GetLatestMetricsReques
  * Use `create(GetLatestMetricsRequestSchema)` to create a new message.
  */
 export const GetLatestMetricsRequestSchema: GenMessage<GetLatestMetricsRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 11);
+  messageDesc(file_spectra_v1_admin_service, 14);
 
 /**
  * @generated from message spectra.v1.GetLatestMetricsResponse
@@ -281,7 +409,7 @@ export type GetLatestMetricsResponse = Message<"spectra.v1.GetLatestMetricsRespo
  * Use `create(GetLatestMetricsResponseSchema)` to create a new message.
  */
 export const GetLatestMetricsResponseSchema: GenMessage<GetLatestMetricsResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 12);
+  messageDesc(file_spectra_v1_admin_service, 15);
 
 /**
  * @generated from message spectra.v1.GetCommandRequest
@@ -298,7 +426,7 @@ export type GetCommandRequest = Message<"spectra.v1.GetCommandRequest"> & {
  * Use `create(GetCommandRequestSchema)` to create a new message.
  */
 export const GetCommandRequestSchema: GenMessage<GetCommandRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 13);
+  messageDesc(file_spectra_v1_admin_service, 16);
 
 /**
  * @generated from message spectra.v1.GetCommandResponse
@@ -315,7 +443,7 @@ export type GetCommandResponse = Message<"spectra.v1.GetCommandResponse"> & {
  * Use `create(GetCommandResponseSchema)` to create a new message.
  */
 export const GetCommandResponseSchema: GenMessage<GetCommandResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 14);
+  messageDesc(file_spectra_v1_admin_service, 17);
 
 /**
  * @generated from message spectra.v1.ListCommandsRequest
@@ -341,7 +469,7 @@ export type ListCommandsRequest = Message<"spectra.v1.ListCommandsRequest"> & {
  * Use `create(ListCommandsRequestSchema)` to create a new message.
  */
 export const ListCommandsRequestSchema: GenMessage<ListCommandsRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 15);
+  messageDesc(file_spectra_v1_admin_service, 18);
 
 /**
  * @generated from message spectra.v1.ListCommandsResponse
@@ -358,7 +486,7 @@ export type ListCommandsResponse = Message<"spectra.v1.ListCommandsResponse"> & 
  * Use `create(ListCommandsResponseSchema)` to create a new message.
  */
 export const ListCommandsResponseSchema: GenMessage<ListCommandsResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 16);
+  messageDesc(file_spectra_v1_admin_service, 19);
 
 /**
  * @generated from message spectra.v1.WatchCommandRequest
@@ -375,7 +503,7 @@ export type WatchCommandRequest = Message<"spectra.v1.WatchCommandRequest"> & {
  * Use `create(WatchCommandRequestSchema)` to create a new message.
  */
 export const WatchCommandRequestSchema: GenMessage<WatchCommandRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 17);
+  messageDesc(file_spectra_v1_admin_service, 20);
 
 /**
  * @generated from message spectra.v1.WatchCommandResponse
@@ -392,7 +520,42 @@ export type WatchCommandResponse = Message<"spectra.v1.WatchCommandResponse"> & 
  * Use `create(WatchCommandResponseSchema)` to create a new message.
  */
 export const WatchCommandResponseSchema: GenMessage<WatchCommandResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_admin_service, 18);
+  messageDesc(file_spectra_v1_admin_service, 21);
+
+/**
+ * AgentStatus is derived from an agent's last contact over any channel.
+ *
+ * @generated from enum spectra.v1.AgentStatus
+ */
+export enum AgentStatus {
+  /**
+   * @generated from enum value: AGENT_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: AGENT_STATUS_ONLINE = 1;
+   */
+  ONLINE = 1,
+
+  /**
+   * Missed a few report intervals.
+   *
+   * @generated from enum value: AGENT_STATUS_STALE = 2;
+   */
+  STALE = 2,
+
+  /**
+   * @generated from enum value: AGENT_STATUS_OFFLINE = 3;
+   */
+  OFFLINE = 3,
+}
+
+/**
+ * Describes the enum spectra.v1.AgentStatus.
+ */
+export const AgentStatusSchema: GenEnum<AgentStatus> = /*@__PURE__*/
+  enumDesc(file_spectra_v1_admin_service, 0);
 
 /**
  * AdminService is what admins call: trigger diagnostics, follow them, list agents.
@@ -479,6 +642,16 @@ export const AdminService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchCommandRequestSchema;
     output: typeof WatchCommandResponseSchema;
+  },
+  /**
+   * An agent's online/stale/offline changes over time ("agent was offline" versus "no data").
+   *
+   * @generated from rpc spectra.v1.AdminService.GetAgentTimeline
+   */
+  getAgentTimeline: {
+    methodKind: "unary";
+    input: typeof GetAgentTimelineRequestSchema;
+    output: typeof GetAgentTimelineResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_spectra_v1_admin_service, 0);

@@ -4,8 +4,10 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { EnrollmentState } from "./access_service_pb.js";
+import { file_spectra_v1_access_service } from "./access_service_pb.js";
 import type { Command, CommandOutcome } from "./diagnostics_pb.js";
 import { file_spectra_v1_diagnostics } from "./diagnostics_pb.js";
 import type { MetricBatch } from "./metrics_pb.js";
@@ -16,7 +18,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/agent_service.proto.
  */
 export const file_spectra_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5zcGVjdHJhL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEi3gEKCEhvc3RJbmZvEhAKCGhvc3RuYW1lGAEgASgJEgoKAm9zGAIgASgJEhAKCHBsYXRmb3JtGAMgASgJEhQKDHBsYXRmb3JtX3ZlchgEIAEoCRIOCgZrZXJuZWwYBSABKAkSDAoEYXJjaBgGIAEoCRIRCgljcHVfbW9kZWwYByABKAkSEQoJY3B1X2NvcmVzGAggASgNEhEKCXJhbV90b3RhbBgJIAEoBBIVCg1hZ2VudF92ZXJzaW9uGAogASgJEhEKCWJvb3RfdGltZRgLIAEoBBILCgNpcHMYDCADKAkiSQoPUmVnaXN0ZXJSZXF1ZXN0EiIKBGhvc3QYASABKAsyFC5zcGVjdHJhLnYxLkhvc3RJbmZvEhIKCmNvbGxlY3RvcnMYAiADKAkiQwoQUmVnaXN0ZXJSZXNwb25zZRIvCgtzZXJ2ZXJfdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiPgoUU3RyZWFtTWV0cmljc1JlcXVlc3QSJgoFYmF0Y2gYASABKAsyFy5zcGVjdHJhLnYxLk1ldHJpY0JhdGNoIpoBChVTdHJlYW1NZXRyaWNzUmVzcG9uc2USFwoPYWNrZWRfc2VxdWVuY2VzGAEgAygEEhgKEHN0b3JlZF9lbnZlbG9wZXMYAiABKA0SGQoRZHVwbGljYXRlX2JhdGNoZXMYAyABKA0SGgoScmVqZWN0ZWRfc2VxdWVuY2VzGAQgAygEEhcKD3JlamVjdGVkX3JlYXNvbhgFIAEoCSI8ChJQdXNoTWV0cmljc1JlcXVlc3QSJgoFYmF0Y2gYASABKAsyFy5zcGVjdHJhLnYxLk1ldHJpY0JhdGNoIloKE1B1c2hNZXRyaWNzUmVzcG9uc2USFgoOYWNrZWRfc2VxdWVuY2UYASABKAQSGAoQc3RvcmVkX2VudmVsb3BlcxgCIAEoDRIRCglkdXBsaWNhdGUYAyABKAgiJgoSQ29tbWFuZFBvbGxSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJIjsKE0NvbW1hbmRQb2xsUmVzcG9uc2USJAoHY29tbWFuZBgBIAEoCzITLnNwZWN0cmEudjEuQ29tbWFuZCJVChRDb21tYW5kUmVzdWx0UmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCRIrCgdvdXRjb21lGAIgASgLMhouc3BlY3RyYS52MS5Db21tYW5kT3V0Y29tZSIXChVDb21tYW5kUmVzdWx0UmVzcG9uc2UypQMKDEFnZW50U2VydmljZRJFCghSZWdpc3RlchIbLnNwZWN0cmEudjEuUmVnaXN0ZXJSZXF1ZXN0Ghwuc3BlY3RyYS52MS5SZWdpc3RlclJlc3BvbnNlElYKDVN0cmVhbU1ldHJpY3MSIC5zcGVjdHJhLnYxLlN0cmVhbU1ldHJpY3NSZXF1ZXN0GiEuc3BlY3RyYS52MS5TdHJlYW1NZXRyaWNzUmVzcG9uc2UoARJOCgtQdXNoTWV0cmljcxIeLnNwZWN0cmEudjEuUHVzaE1ldHJpY3NSZXF1ZXN0Gh8uc3BlY3RyYS52MS5QdXNoTWV0cmljc1Jlc3BvbnNlElAKC0NvbW1hbmRQb2xsEh4uc3BlY3RyYS52MS5Db21tYW5kUG9sbFJlcXVlc3QaHy5zcGVjdHJhLnYxLkNvbW1hbmRQb2xsUmVzcG9uc2UwARJUCg1Db21tYW5kUmVzdWx0EiAuc3BlY3RyYS52MS5Db21tYW5kUmVzdWx0UmVxdWVzdBohLnNwZWN0cmEudjEuQ29tbWFuZFJlc3VsdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
+  fileDesc("Ch5zcGVjdHJhL3YxL2FnZW50X3NlcnZpY2UucHJvdG8SCnNwZWN0cmEudjEi3gEKCEhvc3RJbmZvEhAKCGhvc3RuYW1lGAEgASgJEgoKAm9zGAIgASgJEhAKCHBsYXRmb3JtGAMgASgJEhQKDHBsYXRmb3JtX3ZlchgEIAEoCRIOCgZrZXJuZWwYBSABKAkSDAoEYXJjaBgGIAEoCRIRCgljcHVfbW9kZWwYByABKAkSEQoJY3B1X2NvcmVzGAggASgNEhEKCXJhbV90b3RhbBgJIAEoBBIVCg1hZ2VudF92ZXJzaW9uGAogASgJEhEKCWJvb3RfdGltZRgLIAEoBBILCgNpcHMYDCADKAkikgEKD1JlZ2lzdGVyUmVxdWVzdBIiCgRob3N0GAEgASgLMhQuc3BlY3RyYS52MS5Ib3N0SW5mbxISCgpjb2xsZWN0b3JzGAIgAygJEhMKC2RpYWdub3N0aWNzGAMgAygJEjIKD3JlcG9ydF9pbnRlcnZhbBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiJDChBSZWdpc3RlclJlc3BvbnNlEi8KC3NlcnZlcl90aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCI+ChRTdHJlYW1NZXRyaWNzUmVxdWVzdBImCgViYXRjaBgBIAEoCzIXLnNwZWN0cmEudjEuTWV0cmljQmF0Y2gimgEKFVN0cmVhbU1ldHJpY3NSZXNwb25zZRIXCg9hY2tlZF9zZXF1ZW5jZXMYASADKAQSGAoQc3RvcmVkX2VudmVsb3BlcxgCIAEoDRIZChFkdXBsaWNhdGVfYmF0Y2hlcxgDIAEoDRIaChJyZWplY3RlZF9zZXF1ZW5jZXMYBCADKAQSFwoPcmVqZWN0ZWRfcmVhc29uGAUgASgJIjwKElB1c2hNZXRyaWNzUmVxdWVzdBImCgViYXRjaBgBIAEoCzIXLnNwZWN0cmEudjEuTWV0cmljQmF0Y2giWgoTUHVzaE1ldHJpY3NSZXNwb25zZRIWCg5hY2tlZF9zZXF1ZW5jZRgBIAEoBBIYChBzdG9yZWRfZW52ZWxvcGVzGAIgASgNEhEKCWR1cGxpY2F0ZRgDIAEoCCImChJDb21tYW5kUG9sbFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiUgoTQ29tbWFuZFBvbGxSZXNwb25zZRIkCgdjb21tYW5kGAEgASgLMhMuc3BlY3RyYS52MS5Db21tYW5kEhUKDW5ld19hZ2VudF9rZXkYAiABKAkixwEKDUVucm9sbFJlcXVlc3QSGAoQZW5yb2xsbWVudF90b2tlbhgBIAEoCRIiCgRob3N0GAIgASgLMhQuc3BlY3RyYS52MS5Ib3N0SW5mbxISCgpjb2xsZWN0b3JzGAMgAygJEhUKDWVucm9sbG1lbnRfaWQYBCABKAkSGQoRZW5yb2xsbWVudF9zZWNyZXQYBSABKAkSMgoPcmVwb3J0X2ludGVydmFsGAYgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqcBCg5FbnJvbGxSZXNwb25zZRIqCgVzdGF0ZRgBIAEoDjIbLnNwZWN0cmEudjEuRW5yb2xsbWVudFN0YXRlEhUKDWVucm9sbG1lbnRfaWQYAiABKAkSEQoJYWdlbnRfa2V5GAMgASgJEi4KC3JldHJ5X2FmdGVyGAQgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEg8KB21lc3NhZ2UYBSABKAkiVQoUQ29tbWFuZFJlc3VsdFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkSKwoHb3V0Y29tZRgCIAEoCzIaLnNwZWN0cmEudjEuQ29tbWFuZE91dGNvbWUiFwoVQ29tbWFuZFJlc3VsdFJlc3BvbnNlMuYDCgxBZ2VudFNlcnZpY2USPwoGRW5yb2xsEhkuc3BlY3RyYS52MS5FbnJvbGxSZXF1ZXN0Ghouc3BlY3RyYS52MS5FbnJvbGxSZXNwb25zZRJFCghSZWdpc3RlchIbLnNwZWN0cmEudjEuUmVnaXN0ZXJSZXF1ZXN0Ghwuc3BlY3RyYS52MS5SZWdpc3RlclJlc3BvbnNlElYKDVN0cmVhbU1ldHJpY3MSIC5zcGVjdHJhLnYxLlN0cmVhbU1ldHJpY3NSZXF1ZXN0GiEuc3BlY3RyYS52MS5TdHJlYW1NZXRyaWNzUmVzcG9uc2UoARJOCgtQdXNoTWV0cmljcxIeLnNwZWN0cmEudjEuUHVzaE1ldHJpY3NSZXF1ZXN0Gh8uc3BlY3RyYS52MS5QdXNoTWV0cmljc1Jlc3BvbnNlElAKC0NvbW1hbmRQb2xsEh4uc3BlY3RyYS52MS5Db21tYW5kUG9sbFJlcXVlc3QaHy5zcGVjdHJhLnYxLkNvbW1hbmRQb2xsUmVzcG9uc2UwARJUCg1Db21tYW5kUmVzdWx0EiAuc3BlY3RyYS52MS5Db21tYW5kUmVzdWx0UmVxdWVzdBohLnNwZWN0cmEudjEuQ29tbWFuZFJlc3VsdFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_spectra_v1_access_service, file_spectra_v1_diagnostics, file_spectra_v1_metrics]);
 
 /**
  * HostInfo describes the agent's host (the legacy register body).
@@ -113,6 +115,20 @@ export type RegisterRequest = Message<"spectra.v1.RegisterRequest"> & {
    * @generated from field: repeated string collectors = 2;
    */
   collectors: string[];
+
+  /**
+   * Diagnostics its configuration allows.
+   *
+   * @generated from field: repeated string diagnostics = 3;
+   */
+  diagnostics: string[];
+
+  /**
+   * How often it sends batches (heartbeat), for its online/stale/offline thresholds.
+   *
+   * @generated from field: google.protobuf.Duration report_interval = 4;
+   */
+  reportInterval?: Duration | undefined;
 };
 
 /**
@@ -270,6 +286,14 @@ export type CommandPollResponse = Message<"spectra.v1.CommandPollResponse"> & {
    * @generated from field: spectra.v1.Command command = 1;
    */
   command?: Command | undefined;
+
+  /**
+   * Set when the server rotated this agent's key: store it and use it from now on
+   * (the old key stops working once the new one is used, or after a grace period).
+   *
+   * @generated from field: string new_agent_key = 2;
+   */
+  newAgentKey: string;
 };
 
 /**
@@ -278,6 +302,103 @@ export type CommandPollResponse = Message<"spectra.v1.CommandPollResponse"> & {
  */
 export const CommandPollResponseSchema: GenMessage<CommandPollResponse> = /*@__PURE__*/
   messageDesc(file_spectra_v1_agent_service, 8);
+
+/**
+ * EnrollRequest: the first call carries the enrollment token and the host; later polls
+ * carry the enrollment id the server returned (the token may be single-use).
+ *
+ * @generated from message spectra.v1.EnrollRequest
+ */
+export type EnrollRequest = Message<"spectra.v1.EnrollRequest"> & {
+  /**
+   * @generated from field: string enrollment_token = 1;
+   */
+  enrollmentToken: string;
+
+  /**
+   * @generated from field: spectra.v1.HostInfo host = 2;
+   */
+  host?: HostInfo | undefined;
+
+  /**
+   * @generated from field: repeated string collectors = 3;
+   */
+  collectors: string[];
+
+  /**
+   * Empty on the first call.
+   *
+   * @generated from field: string enrollment_id = 4;
+   */
+  enrollmentId: string;
+
+  /**
+   * A random secret the agent generates once and sends on every call of its enrollment,
+   * so that only this agent can collect its key.
+   *
+   * @generated from field: string enrollment_secret = 5;
+   */
+  enrollmentSecret: string;
+
+  /**
+   * How often the agent sends batches (heartbeat), for its online/stale/offline thresholds.
+   *
+   * @generated from field: google.protobuf.Duration report_interval = 6;
+   */
+  reportInterval?: Duration | undefined;
+};
+
+/**
+ * Describes the message spectra.v1.EnrollRequest.
+ * Use `create(EnrollRequestSchema)` to create a new message.
+ */
+export const EnrollRequestSchema: GenMessage<EnrollRequest> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_agent_service, 9);
+
+/**
+ * EnrollResponse tells the agent where it stands.
+ *
+ * @generated from message spectra.v1.EnrollResponse
+ */
+export type EnrollResponse = Message<"spectra.v1.EnrollResponse"> & {
+  /**
+   * @generated from field: spectra.v1.EnrollmentState state = 1;
+   */
+  state: EnrollmentState;
+
+  /**
+   * @generated from field: string enrollment_id = 2;
+   */
+  enrollmentId: string;
+
+  /**
+   * The agent's key, when approved and not yet used (store it with mode 0600).
+   *
+   * @generated from field: string agent_key = 3;
+   */
+  agentKey: string;
+
+  /**
+   * When to poll again while pending.
+   *
+   * @generated from field: google.protobuf.Duration retry_after = 4;
+   */
+  retryAfter?: Duration | undefined;
+
+  /**
+   * Why, when denied or revoked.
+   *
+   * @generated from field: string message = 5;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message spectra.v1.EnrollResponse.
+ * Use `create(EnrollResponseSchema)` to create a new message.
+ */
+export const EnrollResponseSchema: GenMessage<EnrollResponse> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_agent_service, 10);
 
 /**
  * @generated from message spectra.v1.CommandResultRequest
@@ -299,7 +420,7 @@ export type CommandResultRequest = Message<"spectra.v1.CommandResultRequest"> & 
  * Use `create(CommandResultRequestSchema)` to create a new message.
  */
 export const CommandResultRequestSchema: GenMessage<CommandResultRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_agent_service, 9);
+  messageDesc(file_spectra_v1_agent_service, 11);
 
 /**
  * @generated from message spectra.v1.CommandResultResponse
@@ -312,14 +433,27 @@ export type CommandResultResponse = Message<"spectra.v1.CommandResultResponse"> 
  * Use `create(CommandResultResponseSchema)` to create a new message.
  */
 export const CommandResultResponseSchema: GenMessage<CommandResultResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_agent_service, 10);
+  messageDesc(file_spectra_v1_agent_service, 12);
 
 /**
  * AgentService is what agents call.
+ * Every method but Enroll needs the agent's own key (`Authorization: Bearer spa_…`),
+ * and acts only as the host the key was issued to.
  *
  * @generated from service spectra.v1.AgentService
  */
 export const AgentService: GenService<{
+  /**
+   * Enroll asks to join with an enrollment token, then polls with the enrollment id and
+   * secret until an admin approves (the response carries the agent's key) or denies.
+   *
+   * @generated from rpc spectra.v1.AgentService.Enroll
+   */
+  enroll: {
+    methodKind: "unary";
+    input: typeof EnrollRequestSchema;
+    output: typeof EnrollResponseSchema;
+  },
   /**
    * Register announces the agent and its host; safe to call again at any time.
    *
