@@ -12,12 +12,16 @@ import {
 import { createCommandLoop, type CommandLoop } from "./commands/command-loop.js";
 import { isCollectorEnabled, type AgentConfig } from "./config.js";
 import type { Collector, CollectorDefinition } from "./collectors/types.js";
+import { DIAGNOSTIC_KEYS } from "./diagnostics/policy.js";
+import type { DiagnosticName } from "./diagnostics/registry.js";
 import type { HostAccess } from "./host/host-access.js";
 import { collectHostInfo } from "./host/host-info.js";
 import { createScheduler, defaultTimeoutMs, runCollector, toEnvelopes, type ScheduledCollector, type Scheduler, type StaticStatus } from "./scheduler.js";
-import { createBackoff, sleep, type Backoff } from "./transport/backoff.js";
+import { createBackoff, formatDelay, sleep, type Backoff } from "./transport/backoff.js";
 import { createBatcher } from "./transport/batcher.js";
 import { createAgentConnection, registerWithRetry, type AgentConnection } from "./transport/client.js";
+import { openCredential, type Credential } from "./transport/credentials.js";
+import { enrollWithRetry, type EnrollOptions } from "./transport/enrollment.js";
 import { createSender, type Sender } from "./transport/sender.js";
 import { openSpool, type Spool } from "./transport/spool.js";
 
@@ -46,6 +50,12 @@ export interface AgentTuning {
   backoff?: () => Backoff;
   /** Start jitter bound; default 2 s. */
   maxJitterMs?: number;
+  /** Unchanged collector statuses are sent again after this long; default 60 s. */
+  statusRefreshMs?: number;
+  /** Wait before retrying after the server refused the agent's credential; default 5 min. */
+  authRetryMs?: number;
+  /** Enrollment polling and retry timings (see EnrollOptions). */
+  enrollment?: Pick<EnrollOptions, "pollMs" | "minPollMs" | "maxPollMs" | "refusedRetryMs" | "minRefusedRetryMs">;
 }
 
 /** A running agent. */
@@ -155,7 +165,28 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     throw err;
   }
 
-  const connection: AgentConnection = createAgentConnection({ baseUrl: config.server, logger: log.child({ component: "transport" }) });
+  const authRetryMs = tuning.authRetryMs ?? 5 * 60_000;
+  const enrollSettings = config.enrollToken?.setting ?? "--enroll-token (or SPECTRA_ENROLL_TOKEN, enroll_token)";
+  let credential: Credential;
+  try {
+    credential = openCredential({
+      dataDir: config.dataDir,
+      logger: log.child({ component: "credential" }),
+      enrollHint: enrollSettings,
+      retryHint: formatDelay(authRetryMs),
+    });
+  } catch (err) {
+    await collectors.close();
+    await spool.close();
+    throw err;
+  }
+  const connection: AgentConnection = createAgentConnection({
+    baseUrl: config.server,
+    logger: log.child({ component: "transport" }),
+    credential,
+    pin: config.serverPin,
+    authRetryMs,
+  });
   const sender: Sender = createSender({
     connection,
     spool,
@@ -163,6 +194,21 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     backoff: backoff(),
     ...(tuning.windowMs !== undefined ? { windowMs: tuning.windowMs } : {}),
   });
+  // Collector statuses travel with a batch only when one changed (health, error, drops) or the last ones sent are
+  // getting old (their durations and last-success times): the server keeps the last statuses it received when a
+  // batch carries none. Building and encoding every status with every 5 s batch was a tenth of the agent's CPU.
+  const statusRefreshMs = tuning.statusRefreshMs ?? 60_000;
+  let statusSentVersion = -1;
+  let statusSentAtMs = -Infinity;
+  const statusesToSend = (): CollectorStatus[] => {
+    if (!scheduler) return [];
+    const version = scheduler.statusVersion();
+    const t = performance.now();
+    if (version === statusSentVersion && t - statusSentAtMs < statusRefreshMs) return [];
+    statusSentVersion = version;
+    statusSentAtMs = t;
+    return scheduler.statuses();
+  };
   const batcher = createBatcher({
     ...(tuning.flushIntervalMs !== undefined ? { flushIntervalMs: tuning.flushIntervalMs } : {}),
     ...(tuning.maxEnvelopes !== undefined ? { maxEnvelopes: tuning.maxEnvelopes } : {}),
@@ -173,7 +219,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         .append({
           hostname: config.hostname,
           envelopes: batch.envelopes,
-          collectorStatus: scheduler?.statuses() ?? [],
+          collectorStatus: statusesToSend(),
           countsByCollector: batch.countsByCollector,
         })
         .then((seq) => {
@@ -197,19 +243,58 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   // agents), so the command loop waits for it and asks for it again if the server forgot the agent.
   const stopper = new AbortController();
   const hostInfo = collectHostInfo({ hostname: config.hostname, platform: host.platform, paths: host.paths });
+  // The heartbeat the server derives online/stale/offline from: a batch per flush interval.
+  const reportIntervalMs = tuning.flushIntervalMs ?? 5_000;
+  const collectorNames = collectors.scheduled.map((c) => c.name);
+  const hadKey = credential.current() !== undefined;
+  // Resolves true once calls may go out: with the stored key, after enrollment, or knowingly without a credential.
+  // Until then batches wait in the spool and nothing else is called.
+  const credentialReady: Promise<boolean> = hadKey
+    ? Promise.resolve(true)
+    : hostInfo
+        .then((info) =>
+          enrollWithRetry({
+            connection,
+            credential,
+            dataDir: config.dataDir,
+            token: config.enrollToken,
+            info: { host: info, collectors: collectorNames, reportIntervalMs },
+            logger: log.child({ component: "enroll" }),
+            signal: stopper.signal,
+            backoff: backoff(),
+            ...tuning.enrollment,
+          }),
+        )
+        .then((outcome) => {
+          if (outcome === "no-credential") {
+            log.warn(
+              { keyFile: credential.keyPath },
+              "this agent has no key and no enrollment token: connecting without a credential (only servers that allow " +
+                `unauthenticated agents accept it); to enroll, set ${enrollSettings}`,
+            );
+          }
+          return outcome !== "stopped";
+        })
+        .catch((err: unknown) => {
+          log.error({ err: describe(err) }, "enrollment failed");
+          return false;
+        });
   let registered: Promise<boolean> | undefined;
   const register = (): Promise<boolean> => {
-    registered ??= hostInfo
-      .then((info) =>
-        registerWithRetry({
+    registered ??= credentialReady
+      .then(async (ready) => {
+        if (!ready) return false;
+        return registerWithRetry({
           connection,
-          host: info,
-          collectors: collectors.scheduled.map((c) => c.name),
+          host: await hostInfo,
+          collectors: collectorNames,
+          diagnostics: allowedDiagnostics(config),
+          reportIntervalMs,
           logger: log.child({ component: "register" }),
           signal: stopper.signal,
           backoff: backoff(),
-        }),
-      )
+        });
+      })
       .catch((err: unknown) => {
         log.error({ err: describe(err) }, "registration failed");
         registered = undefined;
@@ -229,10 +314,15 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     onNotRegistered: () => {
       registered = undefined;
     },
+    // The server rotated this agent's key: on disk first, then in use for the next calls.
+    onNewAgentKey: (key) => credential.store(key, "rotated"),
   });
 
   sched.start();
-  sender.start();
+  // The sender waits for the credential (enrollment may take until an admin approves); batches spool meanwhile.
+  void credentialReady.then((ready) => {
+    if (ready && !stopper.signal.aborted) sender.start();
+  });
   commands.start();
   void register();
   log.info(
@@ -243,6 +333,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       sessionId: spool.sessionId,
       collectors: collectors.scheduled.map((c) => `${c.name}@${c.intervalMs}ms`),
       pendingBatches: spool.stats().batches,
+      credential: hadKey ? "agent key" : config.enrollToken ? "enrolling" : "none",
+      ...(config.serverPin ? { serverFingerprint: config.serverPin.fingerprint } : {}),
     },
     "agent started",
   );
@@ -256,6 +348,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       server: config.server,
       sessionId: spool.sessionId,
       transport: connection.mode,
+      credential: credential.current() !== undefined ? "agent key" : "none",
       spool: spool.stats(),
       droppedEnvelopes: spool.dropped(),
       pendingEnvelopes: batcher.pending,
@@ -281,6 +374,13 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       return stopping;
     },
   };
+}
+
+/** Proto names of the diagnostics this agent's config allows, for Register. */
+function allowedDiagnostics(config: AgentConfig): string[] {
+  return (Object.entries(DIAGNOSTIC_KEYS) as [DiagnosticName, string][])
+    .filter(([name]) => !config.diagnostics.disabled.has(name))
+    .map(([, key]) => key);
 }
 
 /** Result of {@link collectOnce}. */

@@ -235,3 +235,34 @@ describe("parseByteSize", () => {
   ] as const)("%s", (input, bytes) => expect(parseByteSize(input)).toBe(bytes));
   it.each(["lots", "1XB", "-5", ""])("rejects %s", (input) => expect(parseByteSize(input)).toBeUndefined());
 });
+
+describe("enrollment token and server fingerprint", () => {
+  const pin = `sha256:${"ab".repeat(32)}`;
+
+  it("reads them from flags, environment and file, remembering where the token came from", () => {
+    expect(load([]).enrollToken).toBeUndefined();
+    expect(load([]).serverPin).toBeUndefined();
+    expect(load(["--enroll-token", "tok-flag"], { SPECTRA_ENROLL_TOKEN: "tok-env" }).enrollToken).toEqual({ value: "tok-flag", setting: "--enroll-token" });
+    expect(load([], { SPECTRA_ENROLL_TOKEN: "tok-env" }).enrollToken).toEqual({ value: "tok-env", setting: "SPECTRA_ENROLL_TOKEN" });
+    const files = { "/a.yaml": `server: https://spectra.example:8443\nenroll_token: tok-file\nserver_fingerprint: "${pin}"\n` };
+    const c = load(["--config", "/a.yaml"], {}, files);
+    expect(c.enrollToken).toEqual({ value: "tok-file", setting: "enroll_token" });
+    expect(c.serverPin).toEqual({ fingerprint: pin, setting: "server_fingerprint" });
+    expect(load(["--server", "https://x:1"], { SPECTRA_SERVER_FINGERPRINT: pin.toUpperCase().replace("SHA256", "sha256") }).serverPin).toEqual({
+      fingerprint: pin,
+      setting: "SPECTRA_SERVER_FINGERPRINT",
+    });
+  });
+
+  it("refuses a bad fingerprint, a pin for http://, and a bad token without printing the token", () => {
+    expect(errorOf(() => load(["--server", "https://x:1", "--server-fingerprint", "ab:cd"])).message).toBe(
+      '--server-fingerprint: "ab:cd" is not a certificate fingerprint (expected sha256: and 64 hex digits, as spectra-server --tls-self-signed prints it)',
+    );
+    expect(errorOf(() => load(["--server-fingerprint", pin])).message).toBe(
+      "--server-fingerprint: pins a TLS certificate, but the server http://127.0.0.1:8080 is not https://",
+    );
+    const bad = errorOf(() => load([], { SPECTRA_ENROLL_TOKEN: "secret with spaces" }));
+    expect(bad.message).toBe("SPECTRA_ENROLL_TOKEN: is not an enrollment token (up to 1024 printable characters, no spaces)");
+    expect(bad.message).not.toContain("secret");
+  });
+});

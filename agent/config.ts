@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { ALLOW_ALL, DIAGNOSTIC_KEYS, type DiagnosticPolicy } from "./diagnostics/policy.js";
 import type { DiagnosticName } from "./diagnostics/registry.js";
 import type { HostPaths } from "./host/host-access.js";
+import { parseFingerprint, type ServerPin } from "./transport/tls-pin.js";
 
 /**
  * A bad setting found at start. The message names the setting as the user wrote it (`--server`, `SPECTRA_SERVER`,
@@ -52,6 +53,13 @@ export interface AgentConfig {
   collectors: Readonly<Record<string, CollectorConfig>>;
   /** Which diagnostics may run (file key `diagnostics`). */
   diagnostics: DiagnosticPolicy;
+  /**
+   * The enrollment token (`--enroll-token`, `SPECTRA_ENROLL_TOKEN`, `enroll_token`) and the setting it came from;
+   * used only while `<data-dir>/agent.key` does not exist. A secret: never logged or printed.
+   */
+  enrollToken: { value: string; setting: string } | undefined;
+  /** `--server-fingerprint`: the pinned server certificate (https:// servers only). */
+  serverPin: ServerPin | undefined;
 }
 
 /** Default values, also shown by `--help`. */
@@ -81,10 +89,26 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ["SPECTRA_SPOOL_MAX_BYTES", "spool size bound (like --spool-max-bytes)"],
   ["SPECTRA_SPOOL_MAX_AGE", "spool age bound (like --spool-max-age)"],
   ["SPECTRA_COLLECTORS", "comma-separated collectors to run (like --collectors)"],
+  ["SPECTRA_ENROLL_TOKEN", "enrollment token (like --enroll-token; preferred: not visible in the process list)"],
+  ["SPECTRA_SERVER_FINGERPRINT", "pinned server certificate, sha256:<hex> (like --server-fingerprint)"],
 ];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
-const FILE_KEYS = ["server", "hostname", "data_dir", "log_level", "proc_root", "sys_root", "rootfs", "debug_port", "spool", "collectors", "diagnostics"];
+const FILE_KEYS = [
+  "server",
+  "hostname",
+  "data_dir",
+  "log_level",
+  "proc_root",
+  "sys_root",
+  "rootfs",
+  "debug_port",
+  "spool",
+  "collectors",
+  "diagnostics",
+  "enroll_token",
+  "server_fingerprint",
+];
 const SPOOL_KEYS = ["max_bytes", "max_age"];
 const COLLECTOR_KEYS = ["enabled", "interval", "timeout", "options"];
 
@@ -95,7 +119,7 @@ export const INTERVAL_BOUNDS_MS = { min: 100, max: 7 * 24 * 3_600_000 } as const
 export const FLAGS = {
   server: { type: "string", help: "server URL, http:// (h2c) or https:// (TLS)", arg: "<url>" },
   hostname: { type: "string", help: "host name reported to the server (default: the OS host name)", arg: "<name>" },
-  "data-dir": { type: "string", help: `data directory for the spool and session (default ${DEFAULTS.dataDir})`, arg: "<dir>" },
+  "data-dir": { type: "string", help: `data directory: spool, session, agent key (default ${DEFAULTS.dataDir})`, arg: "<dir>" },
   config: { type: "string", short: "c", help: "YAML config file", arg: "<file>" },
   once: { type: "boolean", help: "run every enabled collector once, print the envelopes as JSON, exit" },
   debug: { type: "boolean", help: "serve /debug/heap, /debug/profile?seconds=N and /debug/vars on 127.0.0.1" },
@@ -107,6 +131,16 @@ export const FLAGS = {
   "spool-max-age": { type: "string", help: "spool age bound, e.g. 7d (default 7d)", arg: "<duration>" },
   collectors: { type: "string", help: "run only these collectors, e.g. cpu,memory", arg: "<list>" },
   "log-level": { type: "string", help: "fatal, error, warn, info, debug, trace or silent (default info)", arg: "<level>" },
+  "enroll-token": {
+    type: "string",
+    help: "enrollment token from the server's admin; used only while <data-dir>/agent.key does not exist",
+    arg: "<token>",
+  },
+  "server-fingerprint": {
+    type: "string",
+    help: "trust only the https:// server certificate with this SHA-256 (self-signed allowed)",
+    arg: "sha256:<hex>",
+  },
   help: { type: "boolean", short: "h", help: "show this help" },
 } as const satisfies Record<string, { type: "string" | "boolean"; short?: string; help: string; arg?: string }>;
 
@@ -153,6 +187,10 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     pick(flags["spool-max-bytes"], "--spool-max-bytes", env["SPECTRA_SPOOL_MAX_BYTES"], "SPECTRA_SPOOL_MAX_BYTES") ?? file.spoolMaxBytes;
   const maxAgeRaw = pick(flags["spool-max-age"], "--spool-max-age", env["SPECTRA_SPOOL_MAX_AGE"], "SPECTRA_SPOOL_MAX_AGE") ?? file.spoolMaxAge;
   const onlyRaw = pick(flags.collectors, "--collectors", env["SPECTRA_COLLECTORS"], "SPECTRA_COLLECTORS");
+  const tokenRaw = pick(flags["enroll-token"], "--enroll-token", env["SPECTRA_ENROLL_TOKEN"], "SPECTRA_ENROLL_TOKEN") ?? file.enrollToken;
+  const pinRaw =
+    pick(flags["server-fingerprint"], "--server-fingerprint", env["SPECTRA_SERVER_FINGERPRINT"], "SPECTRA_SERVER_FINGERPRINT") ??
+    file.serverFingerprint;
 
   const server = serverRaw ? validateServer(serverRaw.value, serverRaw.name) : DEFAULTS.server;
   const hostname = hostnameRaw ? validateHostname(hostnameRaw.value, hostnameRaw.name) : (input.defaultHostname ?? osHostname)();
@@ -169,6 +207,8 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     ? validateDurationIn(maxAgeRaw.value, maxAgeRaw.name, 60_000, 365 * 24 * 3_600_000)
     : DEFAULTS.spoolMaxAgeMs;
   const only = onlyRaw ? validateCollectorList(onlyRaw.value, onlyRaw.name, known) : undefined;
+  const enrollToken = tokenRaw ? { value: validateToken(tokenRaw.value, tokenRaw.name), setting: tokenRaw.name } : undefined;
+  const serverPin = pinRaw ? validatePin(pinRaw.value, pinRaw.name, server) : undefined;
 
   return {
     server,
@@ -185,6 +225,8 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     only,
     collectors: file.collectors,
     diagnostics: file.diagnostics ?? ALLOW_ALL,
+    enrollToken,
+    serverPin,
   };
 }
 
@@ -295,6 +337,8 @@ interface FileSettings {
   debugPort?: Sourced;
   spoolMaxBytes?: Sourced;
   spoolMaxAge?: Sourced;
+  enrollToken?: Sourced;
+  serverFingerprint?: Sourced;
   collectors: Record<string, CollectorConfig>;
   diagnostics?: DiagnosticPolicy;
 }
@@ -347,6 +391,8 @@ function readConfigFile(
   out.sysRoot = scalar("sys_root");
   out.rootfs = scalar("rootfs");
   out.debugPort = scalar("debug_port");
+  out.enrollToken = scalar("enroll_token");
+  out.serverFingerprint = scalar("server_fingerprint");
 
   const spool = obj["spool"];
   if (spool !== undefined && spool !== null) {
@@ -481,6 +527,30 @@ function validateServer(value: unknown, name: string): string {
   return stripTrailingSlash(url.href);
 }
 
+/** An enrollment token; the message never repeats the value (it is a secret). */
+function validateToken(value: unknown, name: string): string {
+  const text = String(value).trim();
+  if (text === "") throw new ConfigError(`${name}: must not be empty`);
+  if (text.length > 1024 || !/^[\x21-\x7e]+$/.test(text)) {
+    throw new ConfigError(`${name}: is not an enrollment token (up to 1024 printable characters, no spaces)`);
+  }
+  return text;
+}
+
+function validatePin(value: unknown, name: string, server: string): ServerPin {
+  const fingerprint = parseFingerprint(String(value));
+  if (fingerprint === undefined) {
+    throw new ConfigError(
+      `${name}: ${JSON.stringify(String(value))} is not a certificate fingerprint ` +
+        "(expected sha256: and 64 hex digits, as spectra-server --tls-self-signed prints it)",
+    );
+  }
+  if (!server.startsWith("https:")) {
+    throw new ConfigError(`${name}: pins a TLS certificate, but the server ${server} is not https://`);
+  }
+  return { fingerprint, setting: name };
+}
+
 function validateHostname(value: unknown, name: string): string {
   const text = String(value).trim();
   if (!/^[^\s/\\]{1,253}$/.test(text)) {
@@ -572,5 +642,7 @@ function defaultConfig(input: LoadConfigInput): AgentConfig {
     only: undefined,
     collectors: {},
     diagnostics: ALLOW_ALL,
+    enrollToken: undefined,
+    serverPin: undefined,
   };
 }

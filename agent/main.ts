@@ -1,10 +1,11 @@
 #!/usr/bin/env node
+// First: sets the agent's V8 flags before anything else is compiled (see v8-flags.ts).
+import "./v8-flags.js";
 import { realpathSync } from "node:fs";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { monitorEventLoopDelay } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
-import { getHeapSnapshot, setFlagsFromString } from "node:v8";
+import { getHeapSnapshot } from "node:v8";
 import { createLogger, type Logger } from "../common/logger.js";
 import { collectOnce, envelopesToJson, startAgent, type AgentDeps, type RunningAgent } from "./agent.js";
 import { ConfigError, DEFAULTS, ENV_VARS, FLAGS, loadConfig, type AgentConfig } from "./config.js";
@@ -44,7 +45,18 @@ export function helpText(collectorNames: readonly string[]): string {
     "    network_diag: false",
     "    disk_usage: { allowed_paths: [/var, /home] }",
     "    fetch_logs: { allowed_units: [nginx.service] }",
+    "  enroll_token: <token>     # prefer a file only you can read, or SPECTRA_ENROLL_TOKEN",
+    "  server_fingerprint: sha256:<64 hex digits>",
     "  Durations: 500ms, 5s, 1m, 1h, 7d or milliseconds. Sizes: 100MiB, 500MB, 1GiB or bytes.",
+    "",
+    "Credentials:",
+    "  The agent sends its own key (<data-dir>/agent.key, mode 0600) with every call. Without that file it enrolls",
+    "  with the enrollment token: it asks to join, waits until an admin approves it (batches stay in the spool),",
+    "  then stores the key it is given and no longer needs the token (state of a pending enrollment:",
+    "  <data-dir>/enrollment.json). A denied agent or a refused token is logged and retried hourly. A key the",
+    "  server rotates is stored and used at once; a refused (revoked) key is kept and retried every few minutes.",
+    "  With neither key nor token the agent connects without a credential. --server-fingerprint pins the",
+    "  certificate of an https:// server (e.g. one started with --tls-self-signed, which prints it).",
     "",
     `Collectors: ${collectorNames.join(", ")}`,
     "",
@@ -177,6 +189,8 @@ export interface DebugServer {
 export async function startDebugServer(opts: DebugServerOptions): Promise<DebugServer> {
   const log = opts.logger;
   const maxSeconds = opts.maxProfileSeconds ?? 60;
+  // Loaded only with --debug: an agent without it never loads the HTTP server or perf_hooks.
+  const [{ createServer }, { monitorEventLoopDelay }] = await Promise.all([import("node:http"), import("node:perf_hooks")]);
   // Measuring event-loop delay costs a timer; it runs only while the debug endpoint is on.
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   loopDelay.enable();
@@ -332,11 +346,7 @@ function isEntryPoint(): boolean {
 }
 
 if (isEntryPoint()) {
-  // The agent runs a little JavaScript every few seconds. At that rate V8's optimizing compiler (TurboFan) costs
-  // more than it saves: its background compilations took more CPU than the optimized code saved, and its code and
-  // compiler pages added RSS (docs/benchmarks.md). The interpreter and the baseline compiler stay on. Set here, not
-  // in the shebang, so `node dist/agent/main.js` gets it too; the flag applies to code optimized from now on.
-  setFlagsFromString("--no-opt");
+  // V8 flags (--no-opt, ...) are already set by the first import, ./v8-flags.js.
   process.on("unhandledRejection", (reason) => {
     // A bug, not an outage: log it and keep collecting rather than lose the spool's in-memory state.
     process.stderr.write(`spectra-agent: unhandled rejection: ${reason instanceof Error ? (reason.stack ?? reason.message) : String(reason)}\n`);

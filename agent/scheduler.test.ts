@@ -277,6 +277,42 @@ describe("scheduler", () => {
     ]);
   });
 
+  it("changes the status version on health, error and drops, not on every successful run", async () => {
+    let n = 0;
+    const s = createScheduler({
+      collectors: [
+        {
+          name: "flaky",
+          intervalMs: 1_000,
+          collector: collectorOf(async () => {
+            n++;
+            if (n === 3 || n === 4) throw new Error("read /proc/stat");
+            if (n === 5) throw new Error("read /proc/stat again");
+            return n >= 7 ? NO_DATA : [cpu(n)];
+          }),
+        },
+      ],
+      hostname: "h",
+      sink: () => {},
+      logger: pino({ level: "silent" }),
+      random: () => 0,
+    });
+    const versions: number[] = [s.statusVersion()];
+    s.start();
+    for (let i = 0; i < 8; i++) {
+      await vi.advanceTimersByTimeAsync(i === 0 ? 10 : 1_000);
+      versions.push(s.statusVersion());
+    }
+    s.addDropped({ flaky: 0 });
+    versions.push(s.statusVersion());
+    s.addDropped({ flaky: 2 });
+    versions.push(s.statusVersion());
+    await stopWithFakeTimers(s);
+    // runs: 1 ok (new), 2 ok, 3 error (new), 4 same error, 5 other error (new), 6 ok (new), 7 no data (new), 8 no data
+    const changed = versions.slice(1).map((v, i) => v !== versions[i]);
+    expect(changed).toEqual([true, false, true, false, true, true, true, false, false, true]);
+  });
+
   it("reports static statuses and dropped envelopes", () => {
     const s = createScheduler({
       collectors: [{ name: "cpu", intervalMs: 5_000, collector: collectorOf(async () => []) }],

@@ -73,6 +73,12 @@ export interface Scheduler {
   statuses(): CollectorStatus[];
   /** Adds envelopes the spool dropped, per collector name. */
   addDropped(counts: Readonly<Record<string, number>>): void;
+  /**
+   * A number that changes whenever a status changes in more than its timings: health, error message, dropped
+   * count. (Each run's duration and last success change every tick and do not count.) The agent sends the
+   * statuses with a batch only when this changed or they are getting old.
+   */
+  statusVersion(): number;
   /** Run counters per collector. */
   stats(): CollectorRunStats[];
 }
@@ -225,6 +231,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
   }));
   const byName = new Map(entries.map((e) => [e.def.name, e]));
   const staticDropped = new Map<string, bigint>();
+  let version = 0;
 
   /** Sets the one timer for the earliest due tick or pending deadline (unchanged if it already points there). */
   function arm(): void {
@@ -323,6 +330,7 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       e.failures++;
       e.consecutiveFailures++;
       const message = describe(outcome.error);
+      if (status.health !== CollectorHealth.ERROR || status.error !== message) version++;
       if (status.health !== CollectorHealth.ERROR) {
         e.failingSinceMs = now();
         e.logger.warn({ err: message, timedOut: outcome.timedOut }, "collector failing");
@@ -334,6 +342,8 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
       return;
     }
     const wasFailing = status.health === CollectorHealth.ERROR;
+    const health = outcome.kind === "no-data" ? CollectorHealth.NO_DATA : CollectorHealth.OK;
+    if (status.health !== health) version++;
     const ts = now();
     if (wasFailing) {
       e.logger.info(
@@ -403,11 +413,14 @@ export function createScheduler(opts: SchedulerOptions): Scheduler {
 
     addDropped(counts) {
       for (const [name, n] of Object.entries(counts)) {
+        if (n > 0) version++;
         const e = byName.get(name);
         if (e) e.dropped += BigInt(n);
         else staticDropped.set(name, (staticDropped.get(name) ?? 0n) + BigInt(n));
       }
     },
+
+    statusVersion: () => version,
 
     stats() {
       return entries.map((e) => ({

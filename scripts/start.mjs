@@ -1,12 +1,16 @@
 // `npm start`: runs the built server (embedded SQLite in ./data) and an agent for this host connected to it.
 // Both stop together on Ctrl-C. Settings pass through the environment (SPECTRA_LISTEN, SPECTRA_DATA_DIR, ...).
-import { spawn } from "node:child_process";
+// The local agent enrolls with a single-use, auto-approving enrollment token made here (through the server's
+// `enroll-token create` subcommand, on the same database) the first time, and uses its stored key afterwards.
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { join } from "node:path";
 
 const listen = process.env.SPECTRA_LISTEN ?? "127.0.0.1:8080";
 const port = listen.slice(listen.lastIndexOf(":") + 1);
 const server = "dist/server/main.js";
-const agent = "dist/agent/main.js";
+// The agent as installed (the package bin): the bundle built by scripts/build-agent.mjs.
+const agent = "dist/agent/spectra-agent.mjs";
 if (!existsSync(server)) {
   console.error("dist/ is missing: run `npm run build` first (npm start does it for you).");
   process.exit(1);
@@ -35,13 +39,34 @@ function stop() {
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
-run("spectra-server", server, { SPECTRA_LISTEN: listen, SPECTRA_DATA_DIR: process.env.SPECTRA_DATA_DIR ?? "./data" });
+const dataDir = process.env.SPECTRA_DATA_DIR ?? "./data";
+const agentDataDir = process.env.SPECTRA_AGENT_DATA_DIR ?? "./data/agent";
+
+/** An enrollment token for the local agent when it has no key yet (and none was given). */
+function localEnrollToken() {
+  if (process.env.SPECTRA_ENROLL_TOKEN || existsSync(join(agentDataDir, "agent.key"))) return {};
+  const r = spawnSync(
+    process.execPath,
+    [server, "enroll-token", "create", "--name", "npm-start-local-agent", "--auto-approve", "--ttl", "1h"],
+    { env: { ...process.env, SPECTRA_DATA_DIR: dataDir }, encoding: "utf8", timeout: 30_000 },
+  );
+  const token = r.stdout?.trim();
+  if (r.status !== 0 || !token) {
+    console.error(`could not make an enrollment token for the local agent:\n${r.stderr ?? r.error}`);
+    return {};
+  }
+  return { SPECTRA_ENROLL_TOKEN: token };
+}
+
+const enroll = existsSync(agent) ? localEnrollToken() : {};
+run("spectra-server", server, { SPECTRA_LISTEN: listen, SPECTRA_DATA_DIR: dataDir });
 if (existsSync(agent)) {
   // Give the server a moment to bind; the agent retries with backoff anyway.
   setTimeout(() => {
     run("spectra-agent", agent, {
       SPECTRA_SERVER: process.env.SPECTRA_SERVER ?? `http://127.0.0.1:${port}`,
-      SPECTRA_DATA_DIR: process.env.SPECTRA_AGENT_DATA_DIR ?? "./data/agent",
+      SPECTRA_DATA_DIR: agentDataDir,
+      ...enroll,
     });
   }, 500);
 }

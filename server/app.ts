@@ -9,6 +9,13 @@ import { createLegacyRoutes } from "./rest/legacy-routes.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
 import { createAgentServiceImpl } from "./rpc/agent-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
+import { authInterceptor, requestContextValues } from "./rpc/auth.js";
+import type { PresenceOptions } from "./agents/presence.js";
+import type { RateLimitOptions } from "./auth/rate-limit.js";
+import { createAccessServiceImpl } from "./rpc/access-service.js";
+import { AccessService, file_spectra_v1_access_service } from "../gen/spectra/v1/access_service_pb.js";
+import type { AccessOptions } from "./agents/access.js";
+import type { AddressMatcher } from "./auth/address-matcher.js";
 import { registerReflection } from "./rpc/reflection.js";
 import { createServices, type Services } from "./services.js";
 import type { Store } from "./store/store.js";
@@ -33,6 +40,14 @@ export interface AppOptions {
   clock?: () => number;
   /** Time-series engine settings (flush interval, retention, …); defaults otherwise. */
   tsdb?: Partial<TsdbOptions>;
+  /** Source networks whose legacy agents may use /api/v1 without a credential (--legacy-allow); none by default. */
+  legacyAllow?: AddressMatcher;
+  /** Enrollment and key rotation timings; defaults otherwise. */
+  access?: Partial<AccessOptions>;
+  /** Agent status thresholds (stale / offline, in report intervals), cleanup; defaults otherwise. */
+  presence?: Partial<PresenceOptions>;
+  /** Rate limits and the failed-authentication slowdown; defaults otherwise. */
+  rateLimits?: Partial<RateLimitOptions>;
 }
 
 /** A running Spectra server. */
@@ -51,6 +66,9 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
     tsdb,
     logger,
     ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.access ? { accessOptions: opts.access } : {}),
+    ...(opts.presence ? { presenceOptions: opts.presence } : {}),
+    ...(opts.rateLimits ? { rateLimits: opts.rateLimits } : {}),
     commandOptions: {
       maxQueued: opts.maxQueuedCommands,
       ttlMs: opts.commandTtlMs,
@@ -63,14 +81,18 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
     maxBodyBytes: opts.maxBodyBytes,
     maxInflatedBytes: opts.maxInflatedBytes,
     shutdownSignal: shutdown.signal,
+    ...(opts.legacyAllow ? { legacyAllow: opts.legacyAllow } : {}),
   });
   const agentImpl = createAgentServiceImpl(services);
   const connectOptions = {
-    interceptors: [errorInterceptor(logger)],
+    // Both handlers (the raw-batch one too) authenticate every call the same way.
+    interceptors: [errorInterceptor(logger), authInterceptor(services.auth, logger)],
     acceptCompression: [compressionGzip],
     readMaxBytes: opts.maxInflatedBytes,
     writeMaxBytes: 64 * 1024 * 1024,
     shutdownSignal: shutdown.signal,
+    // The peer's address, for the abuse limits (rpc/auth.ts).
+    contextValues: requestContextValues,
   };
   // Binary metric uploads take the raw-batch route (server/rpc/binary-ingest.ts); everything else the regular one.
   const binaryIngest = connectNodeAdapter({
@@ -82,10 +104,12 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
       router.service(AgentService, agentImpl);
       router.service(AdminService, createAdminServiceImpl(services));
       router.service(HistoryService, createHistoryServiceImpl(services));
+      router.service(AccessService, createAccessServiceImpl(services));
       registerReflection(router, [
         file_spectra_v1_agent_service,
         file_spectra_v1_admin_service,
         file_spectra_v1_history_service,
+        file_spectra_v1_access_service,
       ]);
     },
     fallback: legacy,
@@ -93,16 +117,25 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
   });
   const handler: typeof regular = (req, res) => (isBinaryMetricUpload(req) ? binaryIngest(req, res) : regular(req, res));
   services.commands.start();
-  const listener = await listen({
-    host: opts.host,
-    port: opts.port,
-    handler,
-    logger,
-    ...(opts.tls ? { tls: opts.tls } : {}),
-    headersTimeoutMs: 10_000,
-    requestTimeoutMs: 0,
-    keepAliveTimeoutMs: 65_000,
-  });
+  await services.presence.start();
+  let listener: SpectraListener;
+  try {
+    listener = await listen({
+      host: opts.host,
+      port: opts.port,
+      handler,
+      logger,
+      ...(opts.tls ? { tls: opts.tls } : {}),
+      headersTimeoutMs: 10_000,
+      requestTimeoutMs: 0,
+      keepAliveTimeoutMs: 65_000,
+    });
+  } catch (err) {
+    services.commands.stop();
+    services.access.stop();
+    await services.presence.stop();
+    throw err;
+  }
   logger.info({ url: listener.url }, "spectra server listening");
   let closing: Promise<void> | undefined;
   return {
@@ -112,7 +145,9 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
       closing ??= (async () => {
         shutdown.abort();
         services.commands.stop();
+        services.access.stop();
         await listener.close(graceMs);
+        await services.presence.stop(); // last contacts and status changes not written yet
         await tsdb.close();
         await store.close();
         logger.info("spectra server stopped");

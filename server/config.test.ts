@@ -109,4 +109,50 @@ describe("server config", () => {
     expect(parseDuration("x", "250")).toBe(250);
     expect(parseListen(":8080")).toEqual({ host: "0.0.0.0", port: 8080 });
   });
+
+  it("reads the security settings: legacy networks, self-signed TLS, key rotation grace", () => {
+    const c = loadServerConfig([], {});
+    expect(c).toMatchObject({ tlsSelfSigned: false, keyGraceMs: 600_000 });
+    expect(c.legacyAllow.matches("127.0.0.1")).toBe(false);
+    const f = loadServerConfig(["--legacy-allow", "10.0.0.0/8,::1", "--tls-self-signed", "--key-rotation-grace", "2m"], {});
+    expect(f.legacyAllow.networks).toEqual(["10.0.0.0/8", "::1/128"]);
+    expect(f.legacyAllow.matches("::ffff:10.9.8.7")).toBe(true);
+    expect(f).toMatchObject({ tlsSelfSigned: true, keyGraceMs: 120_000 });
+    const e = loadServerConfig([], { SPECTRA_LEGACY_ALLOW: "192.168.0.0/16", SPECTRA_TLS_SELF_SIGNED: "true", SPECTRA_KEY_ROTATION_GRACE: "30s" });
+    expect(e.legacyAllow.matches("192.168.3.4")).toBe(true);
+    expect(e).toMatchObject({ tlsSelfSigned: true, keyGraceMs: 30_000 });
+    expect(() => loadServerConfig(["--legacy-allow", "10.0.0.0/40"], {})).toThrow(ConfigError);
+    expect(() => loadServerConfig(["--legacy-allow", "nope"], {})).toThrow(/^legacy-allow: "nope" is not an IP address or CIDR$/);
+    expect(() => loadServerConfig([], { SPECTRA_TLS_SELF_SIGNED: "maybe" })).toThrow(/tls-self-signed/);
+    expect(() => loadServerConfig(["--tls-self-signed", "--tls-cert", "a", "--tls-key", "b"], {})).toThrow(/not both/);
+    expect(serverHelp).toContain("SPECTRA_LEGACY_ALLOW");
+    expect(serverHelp).toContain("spectra-server token revoke <name or id>");
+  });
+
+  it("reads the agent status thresholds, automatic cleanup and rate limits", () => {
+    const c = loadServerConfig([], {});
+    expect(c).toMatchObject({ agentStaleAfter: 3, agentOfflineAfter: 12, agentCleanupAfterMs: undefined, rateLimit: 50, rateBurst: 500 });
+    const f = loadServerConfig(
+      ["--agent-stale-after", "1.5", "--agent-offline-after", "4", "--agent-cleanup-after", "30d", "--rate-limit", "0", "--rate-burst", "10"],
+      {},
+    );
+    expect(f).toMatchObject({ agentStaleAfter: 1.5, agentOfflineAfter: 4, agentCleanupAfterMs: 30 * 86_400_000, rateLimit: 0, rateBurst: 10 });
+    const e = loadServerConfig([], {
+      SPECTRA_AGENT_STALE_AFTER: "2",
+      SPECTRA_AGENT_OFFLINE_AFTER: "6",
+      SPECTRA_AGENT_CLEANUP_AFTER: "12h",
+      SPECTRA_RATE_LIMIT: "5",
+      SPECTRA_RATE_BURST: "20",
+    });
+    expect(e).toMatchObject({ agentStaleAfter: 2, agentOfflineAfter: 6, agentCleanupAfterMs: 43_200_000, rateLimit: 5, rateBurst: 20 });
+    expect(loadServerConfig(["--agent-cleanup-after", "off"], {}).agentCleanupAfterMs).toBeUndefined();
+    expect(() => loadServerConfig(["--agent-stale-after", "0"], {})).toThrow(/^agent-stale-after: "0" is not a positive number/);
+    expect(() => loadServerConfig(["--agent-stale-after", "5", "--agent-offline-after", "5"], {})).toThrow(/^agent-offline-after: must be more/);
+    expect(() => loadServerConfig(["--agent-cleanup-after", "soon"], {})).toThrow(/^agent-cleanup-after:/);
+    expect(() => loadServerConfig(["--rate-limit=-3"], {})).toThrow(/^rate-limit: "-3" is not a whole number/);
+    expect(() => loadServerConfig(["--rate-burst", "0"], {})).toThrow(/^rate-burst: at least 1/);
+    for (const v of ["SPECTRA_AGENT_STALE_AFTER", "SPECTRA_AGENT_OFFLINE_AFTER", "SPECTRA_AGENT_CLEANUP_AFTER", "SPECTRA_RATE_LIMIT", "SPECTRA_RATE_BURST"]) {
+      expect(serverHelp).toContain(v);
+    }
+  });
 });

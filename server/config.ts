@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
+import { NO_ADDRESSES, parseAddressList, type AddressMatcher } from "./auth/address-matcher.js";
 
 /** Thrown for a bad setting; the message names the setting and is printed without a stack trace. */
 export class ConfigError extends Error {
@@ -20,6 +21,12 @@ export interface ServerConfig {
   /** This process's name in a shared (PostgreSQL) store: its write-ahead-log rows are its own. */
   instanceId: string;
   tls?: { certPath: string; keyPath: string };
+  /** Serve TLS with a self-signed certificate made once in <dataDir>/tls/ (trials). */
+  tlsSelfSigned: boolean;
+  /** Networks whose legacy agents may use /api/v1 without a credential. */
+  legacyAllow: AddressMatcher;
+  /** How long an agent's old key stays valid after a rotated key was sent to it (unless the new one is used). */
+  keyGraceMs: number;
   longPollMs: number;
   commandTtlMs: number;
   maxQueuedCommands: number;
@@ -29,6 +36,14 @@ export interface ServerConfig {
   retentionMs: { raw: number; "1m": number; "1h": number };
   /** How often the in-memory head is written to compressed chunks. */
   flushIntervalMs: number;
+  /** Agent status: stale / offline after this many of the agent's report intervals without contact. */
+  agentStaleAfter: number;
+  agentOfflineAfter: number;
+  /** Agents offline longer than this are removed (data kept); undefined: never. */
+  agentCleanupAfterMs: number | undefined;
+  /** Requests per second per agent, admin token or address (0: no limit), and the burst allowed. */
+  rateLimit: number;
+  rateBurst: number;
   logLevel: string;
   help: boolean;
 }
@@ -36,6 +51,17 @@ export interface ServerConfig {
 export const serverHelp = `spectra-server: the Spectra monitoring server (Connect, gRPC, gRPC-Web and the legacy /api/v1 REST API on one port)
 
 Usage: spectra-server [flags]
+       spectra-server token create --name <name> --role viewer|operator|admin   [--store … | --data-dir …]
+       spectra-server token list
+       spectra-server token revoke <name or id>
+       spectra-server enroll-token create [--name <name>] [--auto-approve] [--multi-use] [--ttl 24h] [--label k=v …]
+       spectra-server enroll-token list
+       spectra-server enroll-token revoke <id>
+
+Every API call needs a credential (Authorization: Bearer …): admin tokens (spt_…) for people and scripts, each
+agent's own key (spa_…) for agents, which get it by enrolling with an enrollment token (spe_…). On its first start
+the server creates the admin token "initial-admin" and prints it once on stderr. The token subcommands work on the
+configured database directly (same --store / --data-dir / environment as the server) and print a new token once.
 
 Flags (environment variable in brackets):
   --listen <host:port>     address to listen on, default ":8080" (all interfaces)   [SPECTRA_LISTEN]
@@ -48,6 +74,14 @@ Flags (environment variable in brackets):
                            "<hostname>:<port>" ("<hostname>:0:<pid>" on port 0)
   --tls-cert <file>        PEM certificate; with --tls-key serves TLS (h2 + HTTP/1.1) [SPECTRA_TLS_CERT]
   --tls-key <file>         PEM private key                                          [SPECTRA_TLS_KEY]
+  --tls-self-signed        serve TLS with a self-signed certificate made once and   [SPECTRA_TLS_SELF_SIGNED]
+                           kept in <data-dir>/tls/; prints the fingerprint agents pin
+                           (spectra-agent --server-fingerprint sha256:<hex>)
+  --legacy-allow <cidrs>   networks (e.g. 10.0.0.0/8,fd00::/8) whose agents may use  [SPECTRA_LEGACY_ALLOW]
+                           the legacy /api/v1 routes without a credential (unchanged
+                           original agents); default none
+  --key-rotation-grace <d> after a rotated key was sent, the agent's old key works   [SPECTRA_KEY_ROTATION_GRACE]
+                           this long unless the new one is used first, default 10m
   --long-poll <duration>   legacy command long-poll timeout, default 30s            [SPECTRA_LONG_POLL]
   --command-ttl <duration> unfinished commands expire after this, default 1h        [SPECTRA_COMMAND_TTL]
   --max-body <bytes>       largest request body, default 16777216 (16 MiB)          [SPECTRA_MAX_BODY]
@@ -58,6 +92,18 @@ Flags (environment variable in brackets):
   --flush-interval <dur>   write the in-memory head to compressed chunks this       [SPECTRA_FLUSH_INTERVAL]
                            often, default 60s (received batches are on disk at once
                            in a write-ahead log; this only sets how long it grows)
+  --agent-stale-after <n>  an agent is stale after n of its report intervals        [SPECTRA_AGENT_STALE_AFTER]
+                           without contact (5 s when it reported none); default 3,
+                           fractions allowed (1.5)
+  --agent-offline-after <n>
+                           offline after n intervals without contact, default 12    [SPECTRA_AGENT_OFFLINE_AFTER]
+  --agent-cleanup-after <d>
+                           remove agents offline longer than this (e.g. 30d;        [SPECTRA_AGENT_CLEANUP_AFTER]
+                           their data is kept); default off
+  --rate-limit <n>         requests per second each agent, admin token or           [SPECTRA_RATE_LIMIT]
+                           (without a credential) address may make, default 50;
+                           0 turns rate limits off
+  --rate-burst <n>         requests each may make at once, default 500              [SPECTRA_RATE_BURST]
   --log-level <level>      trace, debug, info, warn, error; default info            [SPECTRA_LOG_LEVEL]
   -h, --help               print this help
 
@@ -74,9 +120,30 @@ export function parseDuration(setting: string, v: string): number {
   return ms;
 }
 
+/** A positive number (fractions allowed: "1.5" report intervals). */
+function parsePositive(setting: string, v: string): number {
+  const n = Number(v.trim());
+  if (v.trim() === "" || !Number.isFinite(n) || n <= 0) throw new ConfigError(`${setting}: ${JSON.stringify(v)} is not a positive number`);
+  return n;
+}
+
+/** A whole number, zero or more. */
+function parseCount(setting: string, v: string): number {
+  if (!/^\d+$/.test(v.trim())) throw new ConfigError(`${setting}: ${JSON.stringify(v)} is not a whole number`);
+  return Number(v.trim());
+}
+
 function parseBytes(setting: string, v: string): number {
   if (!/^\d+$/.test(v) || Number(v) <= 0) throw new ConfigError(`${setting}: ${JSON.stringify(v)} is not a positive byte count`);
   return Number(v);
+}
+
+/** An on/off environment setting: 1/true/yes/on or 0/false/no/off (absent: off). */
+function parseBool(setting: string, v: string | undefined): boolean {
+  if (v === undefined || v === "") return false;
+  if (/^(1|true|yes|on)$/i.test(v)) return true;
+  if (/^(0|false|no|off)$/i.test(v)) return false;
+  throw new ConfigError(`${setting}: ${JSON.stringify(v)} is not true or false`);
 }
 
 /** Parses "host:port", ":port" or "[::1]:port". */
@@ -141,6 +208,9 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
         "instance-id": { type: "string" },
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
+        "tls-self-signed": { type: "boolean" },
+        "legacy-allow": { type: "string" },
+        "key-rotation-grace": { type: "string" },
         "long-poll": { type: "string" },
         "command-ttl": { type: "string" },
         "max-body": { type: "string" },
@@ -150,6 +220,11 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
         "retention-1m": { type: "string" },
         "retention-1h": { type: "string" },
         "flush-interval": { type: "string" },
+        "agent-stale-after": { type: "string" },
+        "agent-offline-after": { type: "string" },
+        "agent-cleanup-after": { type: "string" },
+        "rate-limit": { type: "string" },
+        "rate-burst": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
     }));
@@ -164,6 +239,17 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   if ((certPath === undefined) !== (keyPath === undefined)) {
     throw new ConfigError("tls-cert and tls-key: give both or neither");
   }
+  const tlsSelfSigned = values["tls-self-signed"] === true || parseBool("tls-self-signed", env["SPECTRA_TLS_SELF_SIGNED"]);
+  if (tlsSelfSigned && certPath !== undefined) throw new ConfigError("tls-self-signed: give it or tls-cert/tls-key, not both");
+  const allowText = pick("legacy-allow", "SPECTRA_LEGACY_ALLOW");
+  let legacyAllow = NO_ADDRESSES;
+  if (allowText !== undefined && allowText.trim() !== "") {
+    try {
+      legacyAllow = parseAddressList(allowText);
+    } catch (err) {
+      throw new ConfigError(`legacy-allow: ${(err as Error).message}`);
+    }
+  }
   const logLevel = pick("log-level", "SPECTRA_LOG_LEVEL") ?? "info";
   if (!["trace", "debug", "info", "warn", "error", "fatal", "silent"].includes(logLevel)) {
     throw new ConfigError(`log-level: ${JSON.stringify(logLevel)} is not one of trace, debug, info, warn, error`);
@@ -177,6 +263,9 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     dataDir,
     store: parseStore(pick("store", "SPECTRA_STORE"), dataDir),
     instanceId,
+    tlsSelfSigned,
+    legacyAllow,
+    keyGraceMs: parseDuration("key-rotation-grace", pick("key-rotation-grace", "SPECTRA_KEY_ROTATION_GRACE") ?? "10m"),
     longPollMs: parseDuration("long-poll", pick("long-poll", "SPECTRA_LONG_POLL") ?? "30s"),
     commandTtlMs: parseDuration("command-ttl", pick("command-ttl", "SPECTRA_COMMAND_TTL") ?? "1h"),
     maxQueuedCommands: 10,
@@ -188,6 +277,11 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
       "1h": parseDuration("retention-1h", pick("retention-1h", "SPECTRA_RETENTION_1H") ?? "730d"),
     },
     flushIntervalMs: parseDuration("flush-interval", pick("flush-interval", "SPECTRA_FLUSH_INTERVAL") ?? "60s"),
+    agentStaleAfter: parsePositive("agent-stale-after", pick("agent-stale-after", "SPECTRA_AGENT_STALE_AFTER") ?? "3"),
+    agentOfflineAfter: parsePositive("agent-offline-after", pick("agent-offline-after", "SPECTRA_AGENT_OFFLINE_AFTER") ?? "12"),
+    agentCleanupAfterMs: undefined,
+    rateLimit: parseCount("rate-limit", pick("rate-limit", "SPECTRA_RATE_LIMIT") ?? "50"),
+    rateBurst: parseCount("rate-burst", pick("rate-burst", "SPECTRA_RATE_BURST") ?? "500"),
     logLevel,
     help: values.help === true,
   };
@@ -195,6 +289,14 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
     throw new ConfigError("retention-raw, retention-1m, retention-1h: each tier must be kept at least as long as the finer one");
   }
   if (cfg.flushIntervalMs > 3_600_000) throw new ConfigError("flush-interval: at most 1h");
+  if (cfg.agentOfflineAfter <= cfg.agentStaleAfter) {
+    throw new ConfigError("agent-offline-after: must be more intervals than agent-stale-after");
+  }
+  const cleanup = pick("agent-cleanup-after", "SPECTRA_AGENT_CLEANUP_AFTER");
+  if (cleanup !== undefined && cleanup.trim() !== "" && !/^(0|off)$/i.test(cleanup.trim())) {
+    cfg.agentCleanupAfterMs = parseDuration("agent-cleanup-after", cleanup);
+  }
+  if (cfg.rateLimit > 0 && cfg.rateBurst < 1) throw new ConfigError("rate-burst: at least 1 (or turn limits off with --rate-limit 0)");
   if (certPath !== undefined && keyPath !== undefined) cfg.tls = { certPath, keyPath };
   return cfg;
 }

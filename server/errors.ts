@@ -25,3 +25,40 @@ export class QueueFullError extends Error {
     super(`command queue for ${hostname} is full (${max} queued)`);
   }
 }
+
+/** No credential, or one that is malformed, unknown, expired or revoked: the message is safe to show. */
+export class UnauthenticatedError extends Error {
+  override name = "UnauthenticatedError";
+}
+
+/** A valid credential that may not do this (role too low, another host, unusable enrollment token). */
+export class PermissionDeniedError extends Error {
+  override name = "PermissionDeniedError";
+}
+
+/** Something with that name or key already exists. */
+export class ConflictError extends Error {
+  override name = "ConflictError";
+}
+
+/** The request is valid but the target is not in a state that allows it (e.g. approving a revoked agent). */
+export class FailedPreconditionError extends Error {
+  override name = "FailedPreconditionError";
+}
+
+/** Too many requests (a rate limit, or an address slowed after failed authentication): try again after a while. */
+export class RateLimitedError extends Error {
+  override name = "RateLimitedError";
+  constructor(
+    message: string,
+    /** How long the caller should wait before trying again. */
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+  }
+
+  /** The Retry-After value: whole seconds, at least 1. */
+  get retryAfterSeconds(): number {
+    return Math.max(1, Math.ceil(this.retryAfterMs / 1000));
+  }
+}

@@ -1,17 +1,39 @@
 #!/usr/bin/env node
 import { createLogger } from "../common/logger.js";
 import { startApp } from "./app.js";
+import { createAdminTokens } from "./auth/admin-tokens.js";
+import { isTokenCommand, runTokenCommand } from "./cli/token-command.js";
 import { ConfigError, describeStore, loadServerConfig, readTls, serverHelp } from "./config.js";
-import { openPostgresStore } from "./store/postgres/postgres-store.js";
-import { openSqliteStore } from "./store/sqlite/sqlite-store.js";
+import { ensureSelfSignedCertificate } from "./http/self-signed.js";
+import { openStore } from "./store/open.js";
 import type { Store } from "./store/store.js";
+
+/**
+ * Prints the first admin token on stderr as plain lines (not through the JSON logger, so it is easy to copy and no
+ * log collector keeps it as structured data). Shown this once; the store keeps only its hash.
+ */
+function printInitialToken(token: string): void {
+  process.stderr.write(
+    "spectra-server: no admin token existed, so one was created: name \"initial-admin\", role admin.\n" +
+      "spectra-server: store it now, it is not shown again (send it as \"Authorization: Bearer <token>\"):\n" +
+      `spectra-server: ${token}\n` +
+      "spectra-server: more tokens: spectra-server token create --name <name> --role viewer|operator|admin\n",
+  );
+}
 
 /** Entry point of `spectra-server`: config → store → services → listen; graceful stop on SIGINT/SIGTERM. */
 async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  if (isTokenCommand(argv)) {
+    return runTokenCommand(argv, process.env, {
+      out: (t) => process.stdout.write(t),
+      err: (t) => process.stderr.write(t),
+    });
+  }
   let cfg;
   let tls;
   try {
-    cfg = loadServerConfig(process.argv.slice(2), process.env);
+    cfg = loadServerConfig(argv, process.env);
     if (cfg.help) {
       process.stdout.write(serverHelp);
       return 0;
@@ -25,17 +47,46 @@ async function main(): Promise<number> {
     throw err;
   }
   const logger = createLogger({ name: "spectra-server", level: cfg.logLevel });
+  // Signals are caught from here on: one arriving while the server starts stops it as soon as it has started
+  // (without a listener, SIGTERM would kill the process mid-start).
+  let stopSignal: string | undefined;
+  let onStop: ((signal: string) => void) | undefined;
+  const catchSignal = (signal: string) => (onStop ? onStop(signal) : (stopSignal ??= signal));
+  process.once("SIGINT", catchSignal);
+  process.once("SIGTERM", catchSignal);
+  if (cfg.tlsSelfSigned) {
+    try {
+      const self = await ensureSelfSignedCertificate(cfg.dataDir, cfg.host);
+      tls = { cert: self.cert, key: self.key };
+      logger.info({ cert: self.certPath, fingerprint: self.fingerprint, created: self.created }, "self-signed TLS certificate");
+      process.stderr.write(
+        `spectra-server: TLS with the self-signed certificate ${self.certPath}` +
+          `${self.created ? " (made now)" : ""}; agents pin it with --server-fingerprint ${self.fingerprint}\n`,
+      );
+    } catch (err) {
+      process.stderr.write(
+        `spectra-server: tls-self-signed: ${(err as Error).message}\n` +
+          "spectra-server: give a certificate with --tls-cert and --tls-key instead (see README, Security).\n",
+      );
+      return 1;
+    }
+  }
   let store: Store;
   try {
-    store =
-      cfg.store.kind === "postgres"
-        ? await openPostgresStore(cfg.store.url, { instanceId: cfg.instanceId, logger })
-        : openSqliteStore(cfg.store.path);
+    store = await openStore(cfg.store, { instanceId: cfg.instanceId, logger });
   } catch (err) {
     logger.fatal({ err, store: describeStore(cfg.store) }, "cannot open the database");
     return 1;
   }
   logger.info({ store: describeStore(cfg.store), backend: cfg.store.kind, instance: cfg.instanceId }, "store open");
+  try {
+    const initial = await createAdminTokens({ store, logger, clock: Date.now }).ensureInitial();
+    if (initial) printInitialToken(initial);
+  } catch (err) {
+    logger.fatal({ err }, "cannot create the first admin token");
+    await store.close();
+    return 1;
+  }
   let app;
   try {
     app = await startApp(store, logger, {
@@ -48,23 +99,33 @@ async function main(): Promise<number> {
       commandTtlMs: cfg.commandTtlMs,
       tsdb: { retentionMs: cfg.retentionMs, flushIntervalMs: cfg.flushIntervalMs },
       maxQueuedCommands: cfg.maxQueuedCommands,
+      legacyAllow: cfg.legacyAllow,
+      access: { keyGraceMs: cfg.keyGraceMs },
+      presence: {
+        staleAfter: cfg.agentStaleAfter,
+        offlineAfter: cfg.agentOfflineAfter,
+        cleanupAfterMs: cfg.agentCleanupAfterMs,
+      },
+      rateLimits: { ratePerSec: cfg.rateLimit, burst: cfg.rateBurst },
     });
   } catch (err) {
     logger.fatal({ err: (err as Error).message, listen: `${cfg.host}:${cfg.port}` }, "cannot start the server");
     await store.close();
     return 1;
   }
+  if (cfg.legacyAllow.networks.length > 0) {
+    logger.warn({ networks: cfg.legacyAllow.networks }, "legacy agents in these networks may use /api/v1 without a credential");
+  }
   const running = app;
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
+    onStop = (signal: string) => {
       logger.info({ signal }, "shutting down");
       running.close(5_000).then(resolve, (err: unknown) => {
         logger.error({ err }, "shutdown failed");
         resolve();
       });
     };
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
+    if (stopSignal) onStop(stopSignal);
   });
   return 0;
 }

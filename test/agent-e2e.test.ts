@@ -13,6 +13,7 @@ import { AdminService } from "../gen/spectra/v1/admin_service_pb.js";
 import { CommandState } from "../gen/spectra/v1/diagnostics_pb.js";
 import { CollectorHealth } from "../gen/spectra/v1/metrics_pb.js";
 import { startTestApp } from "../server/testing/app.js";
+import { bearer, writeAgentKeyFile } from "../server/testing/credentials.js";
 
 const AGENT = join(import.meta.dirname, "..", "dist", "agent", "main.js");
 const CORE = ["cpu", "memory", "disk", "disk_io", "network", "system"];
@@ -32,8 +33,9 @@ afterEach(async () => {
 });
 afterAll(() => rmSync(workDir, { recursive: true, force: true }));
 
-/** Starts the real agent with 1 s intervals for every core collector. */
-function startAgent(name: string, server: string): ChildProcess & { output: () => string } {
+/** Starts the real agent with 1 s intervals for every core collector (with `key` in its data dir, when given). */
+function startAgent(name: string, server: string, key?: string): ChildProcess & { output: () => string } {
+  if (key) writeAgentKeyFile(join(workDir, name), key);
   const config = join(workDir, `${name}.yaml`);
   writeFileSync(
     config,
@@ -88,7 +90,7 @@ function expectContiguous(batches: { session_id: string; sequence: number }[]): 
 describe("agent ↔ server end to end", () => {
   it("stores every core collector's metrics and answers list_mounts", async () => {
     const app = await startServer();
-    const agent = startAgent("e2e-core", app.baseUrl);
+    const agent = startAgent("e2e-core", app.baseUrl, await app.agentKey("e2e-core"));
     const types = await waitFor(
       "every core collector",
       async () => {
@@ -99,7 +101,7 @@ describe("agent ↔ server end to end", () => {
     );
     expect([...types].sort()).toEqual([...CORE].sort());
 
-    const admin = createClient(AdminService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" }));
+    const admin = createClient(AdminService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", interceptors: [bearer(app.adminToken)] }));
     // Registered with host info, and reporting each collector's health with its batches.
     const summary = await waitFor("registration and collector status", async () => {
       const list = await admin.listAgents({});
@@ -127,7 +129,7 @@ describe("agent ↔ server end to end", () => {
     let app = await startServer();
     const { port } = app.listener;
     const dataDir = app.dataDir;
-    let agent = startAgent("e2e-outage", app.baseUrl);
+    let agent = startAgent("e2e-outage", app.baseUrl, await app.agentKey("e2e-outage"));
     await waitFor("first batch", () => (storedBatches(dataDir, "e2e-outage").length > 0 ? true : undefined));
 
     // Outage 1: the server goes away while the agent keeps collecting.

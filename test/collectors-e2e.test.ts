@@ -11,6 +11,7 @@ import { collectorNames } from "../agent/collectors/registry.js";
 import { AdminService } from "../gen/spectra/v1/admin_service_pb.js";
 import { CollectorHealth } from "../gen/spectra/v1/metrics_pb.js";
 import { startTestApp } from "../server/testing/app.js";
+import { bearer, writeAgentKeyFile } from "../server/testing/credentials.js";
 
 const AGENT = join(import.meta.dirname, "..", "dist", "agent", "main.js");
 const HOST = "e2e-all";
@@ -57,12 +58,13 @@ describe("every collector end to end", () => {
       KEEP_DEFAULT.has(c) ? `  ${c}: { enabled: true, timeout: 60s }` : `  ${c}: { enabled: true, interval: 2s }`,
     );
     writeFileSync(config, `collectors:\n${lines.join("\n")}\n`);
+    writeAgentKeyFile(join(work, "agent"), await app.agentKey(HOST));
     agent = spawn(
       process.execPath,
       [AGENT, "--server", app.baseUrl, "--hostname", HOST, "--data-dir", join(work, "agent"), "--config", config],
       { stdio: "ignore", env: { PATH: process.env["PATH"] ?? "" } },
     );
-    const admin = createClient(AdminService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" }));
+    const admin = createClient(AdminService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", interceptors: [bearer(app.adminToken)] }));
     const pending = new Set<string>(collectorNames);
     const verdict = new Map<string, string>();
     const deadline = Date.now() + 60_000;

@@ -15,6 +15,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { AgentService } from "../gen/spectra/v1/agent_service_pb.js";
 import { MetricBatchSchema, MetricEnvelopeSchema } from "../gen/spectra/v1/metrics_pb.js";
 import { startTestApp } from "../server/testing/app.js";
+import { bearer, createTestAgentKey } from "../server/testing/credentials.js";
+import { openSqliteStore } from "../server/store/sqlite/sqlite-store.js";
 
 const SERVER = join(import.meta.dirname, "..", "dist", "server", "main.js");
 const dir = mkdtempSync(join(tmpdir(), "spectra-crash-"));
@@ -48,13 +50,21 @@ const HOSTS = 6;
 describe("crash safety", () => {
   it("keeps every acknowledged batch, once, when the server is killed during heavy ingest", async () => {
     const dataDir = join(dir, "data");
+    // Each host's key, made in the database before the server starts.
+    const store = openSqliteStore(join(dataDir, "spectra.db"));
+    const keys = new Map<string, string>();
+    for (let h = 0; h < HOSTS; h++) keys.set(`crash-${h}`, await createTestAgentKey(store, `crash-${h}`));
+    await store.close();
     const server = await startServer(dataDir);
     child = server.proc;
-    const agent = createClient(AgentService, createConnectTransport({ baseUrl: server.url, httpVersion: "2" }));
     const acked = new Map<string, number[]>(); // host → sequence numbers acknowledged
     let stop = false;
     const pushers = Array.from({ length: HOSTS }, async (_, h) => {
       const hostname = `crash-${h}`;
+      const agent = createClient(
+        AgentService,
+        createConnectTransport({ baseUrl: server.url, httpVersion: "2", interceptors: [bearer(keys.get(hostname)!)] }),
+      );
       const list: number[] = [];
       acked.set(hostname, list);
       for (let seq = 1; !stop && seq <= 100_000; seq++) {

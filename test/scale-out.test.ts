@@ -4,7 +4,7 @@
 // or failed under CI=true.
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { createClient, type Client } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
@@ -12,12 +12,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AdminService } from "../gen/spectra/v1/admin_service_pb.js";
+import { AdminService, AgentStatus } from "../gen/spectra/v1/admin_service_pb.js";
 import { AgentService, HostInfoSchema } from "../gen/spectra/v1/agent_service_pb.js";
 import { CommandOutcomeSchema, CommandState, CommandType } from "../gen/spectra/v1/diagnostics_pb.js";
 import { Aggregation, HistoryService } from "../gen/spectra/v1/history_service_pb.js";
 import { MetricBatchSchema, MetricEnvelopeSchema } from "../gen/spectra/v1/metrics_pb.js";
 import { createTestDatabase, dropTestDatabases, postgresMissing, postgresProblem } from "../server/testing/postgres.js";
+import { AccessService } from "../gen/spectra/v1/access_service_pb.js";
+import { openPostgresStore } from "../server/store/postgres/postgres-store.js";
+import { authHeader, bearer, createTestAgentKey } from "../server/testing/credentials.js";
 
 const SERVER = join(import.meta.dirname, "..", "dist", "server", "main.js");
 const problem = await postgresProblem();
@@ -93,6 +96,15 @@ async function until(cond: () => boolean, ms: number): Promise<void> {
   while (!cond() && Date.now() < deadline) await sleep(20);
 }
 
+/** Waits until `cond` resolves true; fails naming `what` after `ms`. */
+async function eventually(what: string, cond: () => Promise<boolean>, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+    await sleep(50);
+  }
+}
+
 describe("two servers on one PostgreSQL database", () => {
   if (problem !== undefined) {
     const { fail, message } = postgresMissing(problem, "scale-out.test.ts");
@@ -113,9 +125,17 @@ describe("two servers on one PostgreSQL database", () => {
   let a: RunningServer;
   let b: RunningServer;
   let password = "";
-  const clients = (s: RunningServer) => {
-    const transport = createConnectTransport({ baseUrl: s.url, httpVersion: "2" });
-    return { agent: createClient(AgentService, transport), admin: createClient(AdminService, transport) };
+  let adminToken = "";
+  const keys = new Map<string, string>();
+  const HOSTS = ["scale-01", "scale-legacy", "scale-history", "scale-two-streams", "scale-revoked", "scale-removed"];
+  /** Clients of one server: the agent with `host`'s key, admin and access with the admin token. */
+  const clients = (s: RunningServer, host = "scale-01") => {
+    const t = (token: string) => createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(token)] });
+    return {
+      agent: createClient(AgentService, t(keys.get(host)!)),
+      admin: createClient(AdminService, t(adminToken)),
+      access: createClient(AccessService, t(adminToken)),
+    };
   };
 
   beforeAll(async () => {
@@ -130,6 +150,16 @@ describe("two servers on one PostgreSQL database", () => {
       startServer(url.toString(), "scale-b", join(dir, "b")),
     ]);
     servers.push(a, b);
+    // Both found no admin token; exactly one created "initial-admin" and printed it.
+    const printed = [a, b].map((s) => /^spectra-server: (spt_\S+)$/m.exec(s.log())?.[1]).filter((t) => t !== undefined);
+    expect(printed).toHaveLength(1);
+    adminToken = printed[0]!;
+    const store = await openPostgresStore(url.toString(), { instanceId: "scale-test" });
+    try {
+      for (const h of HOSTS) keys.set(h, await createTestAgentKey(store, h));
+    } finally {
+      await store.close();
+    }
   });
 
   afterAll(async () => {
@@ -198,10 +228,10 @@ describe("two servers on one PostgreSQL database", () => {
   });
 
   it("answers a legacy long poll on B with a command triggered on A within a second", async () => {
-    const A = clients(a);
     const host = "scale-legacy";
+    const A = clients(a, host);
     await A.agent.register({ host: create(HostInfoSchema, { hostname: host, os: "linux" }) });
-    const poll = fetch(`${b.url}/api/v1/agent/command?hostname=${host}`).then(async (res) => ({
+    const poll = fetch(`${b.url}/api/v1/agent/command?hostname=${host}`, { headers: authHeader(keys.get(host)!) }).then(async (res) => ({
       status: res.status,
       body: await res.text(),
       at: Date.now(),
@@ -216,9 +246,9 @@ describe("two servers on one PostgreSQL database", () => {
   });
 
   it("shows metrics an agent sent to A in B's history once A flushed them", async () => {
-    const A = clients(a);
-    const history = createClient(HistoryService, createConnectTransport({ baseUrl: b.url, httpVersion: "2" }));
     const host = "scale-history";
+    const A = clients(a, host);
+    const history = createClient(HistoryService, createConnectTransport({ baseUrl: b.url, httpVersion: "2", interceptors: [bearer(adminToken)] }));
     const t = Date.now();
     await A.agent.pushMetrics({
       batch: create(MetricBatchSchema, {
@@ -251,9 +281,9 @@ describe("two servers on one PostgreSQL database", () => {
   });
 
   it("hands each command to exactly one of two streams held on different servers", async () => {
-    const A = clients(a);
-    const B = clients(b);
     const host = "scale-two-streams";
+    const A = clients(a, host);
+    const B = clients(b, host);
     await B.agent.register({ host: create(HostInfoSchema, { hostname: host, os: "linux" }) });
     const onA = pollCommands(A.agent, host);
     const onB = pollCommands(B.agent, host);
@@ -273,5 +303,57 @@ describe("two servers on one PostgreSQL database", () => {
     // Neither server logged the database password.
     for (const s of [a, b]) expect(s.log()).not.toContain(password);
     expect(a.log()).toContain('"backend":"postgres"');
+  });
+
+  it("ends an agent's stream on A at once when B revokes its key", async () => {
+    const host = "scale-revoked";
+    const A = clients(a, host);
+    const B = clients(b, host);
+    await A.agent.register({ host: create(HostInfoSchema, { hostname: host, os: "linux" }) });
+    const ended = (async () => {
+      try {
+        for await (const _ of A.agent.commandPoll({ hostname: host })) {
+          // no command in this test
+        }
+        return { code: "ended" as const, at: Date.now() };
+      } catch (err) {
+        return { code: ConnectError.from(err).code, at: Date.now() };
+      }
+    })();
+    await sleep(300);
+    const at = Date.now();
+    await B.access.revokeAgent({ hostname: host });
+    const r = await ended;
+    expect(r.code).toBe(Code.Unauthenticated);
+    expect(r.at - at).toBeLessThan(1_000);
+    await expect(A.agent.register({ host: create(HostInfoSchema, { hostname: host }) })).rejects.toThrow(/revoked/);
+  });
+
+  it("shows on B the status of an agent connected to A; removing it with its data on B clears A too", async () => {
+    const host = "scale-removed";
+    const A = clients(a, host);
+    const B = clients(b, host);
+    const historyOf = (s: RunningServer) =>
+      createClient(HistoryService, createConnectTransport({ baseUrl: s.url, httpVersion: "2", interceptors: [bearer(adminToken)] }));
+    await A.agent.register({ host: create(HostInfoSchema, { hostname: host, os: "linux" }) });
+    await A.agent.pushMetrics({
+      batch: create(MetricBatchSchema, {
+        hostname: host,
+        sessionId: "s",
+        sequence: 1n,
+        envelopes: [create(MetricEnvelopeSchema, { timestamp: timestampFromMs(Date.now()), payload: { case: "cpu", value: { usage: 7 } } })],
+      }),
+    });
+    // B lists it online (A wrote the change) and, once A flushed, has its series.
+    const onB = async () => (await B.admin.listAgents({})).agents.find((x) => x.host?.hostname === host);
+    await eventually("B lists it online", async () => (await onB())?.status === AgentStatus.ONLINE, 5_000);
+    await eventually("B has its series", async () => (await historyOf(b).listHosts({})).hosts.some((h) => h.hostname === host), 5_000);
+    expect((await historyOf(a).listHosts({})).hosts.map((h) => h.hostname)).toContain(host);
+
+    await B.access.removeAgent({ hostname: host, deleteData: true });
+    await eventually("A forgot it", async () => !(await historyOf(a).listHosts({})).hosts.some((h) => h.hostname === host), 2_000);
+    expect((await historyOf(b).listHosts({})).hosts.map((h) => h.hostname)).not.toContain(host);
+    expect((await A.admin.listAgents({})).agents.map((x) => x.host?.hostname)).not.toContain(host);
+    await expect(A.agent.register({ host: create(HostInfoSchema, { hostname: host }) })).rejects.toThrow(/unknown agent key/);
   });
 });

@@ -17,6 +17,7 @@ import { AgentService, HostInfoSchema } from "../gen/spectra/v1/agent_service_pb
 import { CommandState, CommandType, LogLevel } from "../gen/spectra/v1/diagnostics_pb.js";
 import { MetricBatchSchema, MetricEnvelopeSchema } from "../gen/spectra/v1/metrics_pb.js";
 import { startTestApp } from "../server/testing/app.js";
+import { authHeader, bearer } from "../server/testing/credentials.js";
 
 type TestApp = Awaited<ReturnType<typeof startTestApp>>;
 let apps: TestApp[] = [];
@@ -48,13 +49,16 @@ function batch(hostname: string, seq: bigint) {
   });
 }
 
-const transports: Record<string, (baseUrl: string) => Transport> = {
-  "Connect over HTTP/1.1": (baseUrl) => createConnectTransport({ baseUrl, httpVersion: "1.1" }),
-  "Connect over h2c": (baseUrl) =>
-    createConnectTransport({ baseUrl, httpVersion: "2", sendCompression: compressionGzip }),
-  "gRPC over h2c": (baseUrl) => createGrpcTransport({ baseUrl, sendCompression: compressionGzip }),
-  "gRPC-Web over HTTP/1.1": (baseUrl) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1" }),
+/** Transports by protocol, each sending `token` (an agent key or an admin token). */
+const transports: Record<string, (baseUrl: string, token: string) => Transport> = {
+  "Connect over HTTP/1.1": (baseUrl, token) => createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors: [bearer(token)] }),
+  "Connect over h2c": (baseUrl, token) =>
+    createConnectTransport({ baseUrl, httpVersion: "2", sendCompression: compressionGzip, interceptors: [bearer(token)] }),
+  "gRPC over h2c": (baseUrl, token) => createGrpcTransport({ baseUrl, sendCompression: compressionGzip, interceptors: [bearer(token)] }),
+  "gRPC-Web over HTTP/1.1": (baseUrl, token) => createGrpcWebTransport({ baseUrl, httpVersion: "1.1", interceptors: [bearer(token)] }),
 };
+/** Connect over h2c with `token`. */
+const h2 = (baseUrl: string, token: string) => createConnectTransport({ baseUrl, httpVersion: "2", interceptors: [bearer(token)] });
 // Client streaming needs a full-duplex-capable transport for gRPC; Connect also allows it half duplex on HTTP/1.1.
 const streaming = ["Connect over h2c", "gRPC over h2c", "Connect over HTTP/1.1"];
 
@@ -62,9 +66,8 @@ describe("one port, every protocol", () => {
   for (const [name, make] of Object.entries(transports)) {
     it(`${name}: register, push, trigger, command stream, result`, async () => {
       const app = await start();
-      const t = make(app.baseUrl);
-      const agent = createClient(AgentService, t);
-      const admin = createClient(AdminService, t);
+      const agent = createClient(AgentService, make(app.baseUrl, await app.agentKey("web-01")));
+      const admin = createClient(AdminService, make(app.baseUrl, app.adminToken));
       await agent.register({ host: create(HostInfoSchema, { hostname: "web-01", os: "linux" }) });
       expect((await agent.pushMetrics({ batch: batch("web-01", 1n) })).storedEnvelopes).toBe(1);
       if (streaming.includes(name)) {
@@ -102,12 +105,12 @@ describe("one port, every protocol", () => {
 describe("Connect and legacy REST share one queue", () => {
   it("Connect trigger → legacy long poll → Connect result → GetCommand", async () => {
     const app = await start();
-    const t = createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" });
-    const admin = createClient(AdminService, t);
-    const agent = createClient(AgentService, t);
+    const key = await app.agentKey("legacy-01");
+    const admin = createClient(AdminService, h2(app.baseUrl, app.adminToken));
+    const agent = createClient(AgentService, h2(app.baseUrl, key));
     await agent.register({ host: create(HostInfoSchema, { hostname: "legacy-01" }) });
     const trig = await admin.triggerDisk({ hostname: "legacy-01", params: { path: "/var/log", topN: 10 } });
-    const res = await fetch(`${app.baseUrl}/api/v1/agent/command?hostname=legacy-01`);
+    const res = await fetch(`${app.baseUrl}/api/v1/agent/command?hostname=legacy-01`, { headers: authHeader(key) });
     expect(res.status).toBe(200);
     const cmd = JSON.parse(await res.text()) as { id: string; type: string; payload: string };
     expect(cmd.id).toBe(trig.command?.command?.id);
@@ -124,19 +127,19 @@ describe("Connect and legacy REST share one queue", () => {
 
   it("legacy trigger → CommandPoll stream at once → legacy result → GetCommand", async () => {
     const app = await start();
-    const t = createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" });
-    const admin = createClient(AdminService, t);
-    const agent = createClient(AgentService, t);
+    const key = await app.agentKey("web-02");
+    const admin = createClient(AdminService, h2(app.baseUrl, app.adminToken));
+    const agent = createClient(AgentService, h2(app.baseUrl, key));
     const reg = await fetch(`${app.baseUrl}/api/v1/agent/register`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", ...authHeader(key) },
       body: JSON.stringify({ hostname: "web-02", os: "linux", cpu_cores: 2, ram_total: 1024, ips: ["10.0.0.2"] }),
     });
     expect(reg.status).toBe(200);
     const ac = new AbortController();
     const it = agent.commandPoll({ hostname: "web-02" }, { signal: ac.signal })[Symbol.asyncIterator]();
     const next = it.next();
-    const trig = await fetch(`${app.baseUrl}/admin/trigger_logs?hostname=web-02`, { method: "POST" });
+    const trig = await fetch(`${app.baseUrl}/admin/trigger_logs?hostname=web-02`, { method: "POST", headers: authHeader(app.adminToken) });
     expect(trig.status).toBe(200);
     expect(await trig.text()).toBe("Queued FetchLogs\n");
     const got = await next;
@@ -148,7 +151,7 @@ describe("Connect and legacy REST share one queue", () => {
     );
     const posted = await fetch(`${app.baseUrl}/api/v1/agent/command_result?hostname=web-02`, {
       method: "POST",
-      headers: { "Content-Type": "application/json", "Content-Encoding": "gzip" },
+      headers: { "Content-Type": "application/json", "Content-Encoding": "gzip", ...authHeader(key) },
       body: result,
     });
     expect(posted.status).toBe(200);
@@ -163,16 +166,17 @@ describe("Connect and legacy REST share one queue", () => {
 describe("persistence", () => {
   it("keeps metrics and queued commands across a restart on the same data directory", async () => {
     const first = await startTestApp();
-    const t1 = createConnectTransport({ baseUrl: first.baseUrl, httpVersion: "2" });
-    const agent1 = createClient(AgentService, t1);
+    const key = await first.agentKey("web-03");
+    const agent1 = createClient(AgentService, h2(first.baseUrl, key));
     await agent1.register({ host: create(HostInfoSchema, { hostname: "web-03" }) });
     await agent1.pushMetrics({ batch: batch("web-03", 1n) });
-    const trig = await createClient(AdminService, t1).triggerListMounts({ hostname: "web-03" });
+    const trig = await createClient(AdminService, h2(first.baseUrl, first.adminToken)).triggerListMounts({ hostname: "web-03" });
     await first.close(500);
 
+    // Keys and tokens persist too.
     const second = await start({ dataDir: first.dataDir });
-    const t2 = createConnectTransport({ baseUrl: second.baseUrl, httpVersion: "2" });
-    const agent2 = createClient(AgentService, t2);
+    const agent2 = createClient(AgentService, h2(second.baseUrl, key));
+    expect((await createClient(AdminService, h2(second.baseUrl, first.adminToken)).listAgents({})).agents).toHaveLength(1);
     expect(await second.services.store.countEnvelopes("web-03")).toBe(1);
     expect((await agent2.pushMetrics({ batch: batch("web-03", 1n) })).duplicate).toBe(true);
     const ac = new AbortController();
@@ -186,7 +190,7 @@ describe("persistence", () => {
 describe("bad input over Connect changes nothing", () => {
   const url = (app: TestApp) => `${app.baseUrl}/spectra.v1.AgentService/PushMetrics`;
   async function post(app: TestApp, body: Uint8Array | string, headers: Record<string, string>) {
-    const res = await fetch(url(app), { method: "POST", headers, body });
+    const res = await fetch(url(app), { method: "POST", headers: { ...headers, ...authHeader(await app.agentKey("h")) }, body });
     return { status: res.status, body: (await res.json()) as { code?: string; message?: string } };
   }
 
@@ -219,7 +223,10 @@ describe("bad input over Connect changes nothing", () => {
     expect(r.body.code).toBe("resource_exhausted");
     expect(await app.services.store.countEnvelopes()).toBe(0);
     // The server still serves.
-    const agent = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "1.1" }));
+    const agent = createClient(
+      AgentService,
+      createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "1.1", interceptors: [bearer(await app.agentKey("web-01"))] }),
+    );
     expect((await agent.pushMetrics({ batch: batch("web-01", 1n) })).storedEnvelopes).toBe(1);
   });
 });
@@ -234,14 +241,27 @@ describe("buf curl against the running server", () => {
 
   it("lists the services by reflection and triggers a command", async () => {
     const app = await start();
-    const methods = await buf(["curl", "--http2-prior-knowledge", "--list-methods", app.baseUrl]);
-    for (const m of ["spectra.v1.AdminService/TriggerLogs", "spectra.v1.AdminService/WatchCommand", "spectra.v1.AgentService/StreamMetrics"]) {
+    // Reflection needs the token too: buf curl sends -H headers with reflection requests only with --reflect-header '*'.
+    const auth = ["-H", `Authorization: Bearer ${app.adminToken}`, "--reflect-header", "*"];
+    await expect(buf(["curl", "--http2-prior-knowledge", "--list-methods", app.baseUrl])).rejects.toThrow(/not authenticated|unauthenticated/i);
+    const methods = await buf(["curl", "--http2-prior-knowledge", ...auth, "--list-methods", app.baseUrl]);
+    for (const m of [
+      "spectra.v1.AdminService/TriggerLogs",
+      "spectra.v1.AdminService/WatchCommand",
+      "spectra.v1.AgentService/StreamMetrics",
+      "spectra.v1.AccessService/ApproveAgent",
+    ]) {
       expect(methods).toContain(m);
     }
-    await fetch(`${app.baseUrl}/api/v1/agent/register`, { method: "POST", body: JSON.stringify({ hostname: "web-01" }) });
+    await fetch(`${app.baseUrl}/api/v1/agent/register`, {
+      method: "POST",
+      headers: authHeader(await app.agentKey("web-01")),
+      body: JSON.stringify({ hostname: "web-01" }),
+    });
     const out = await buf([
       "curl",
       "--http2-prior-knowledge",
+      ...auth,
       "-d",
       '{"hostname":"web-01","params":{"path":"/var/log","topN":5}}',
       `${app.baseUrl}/spectra.v1.AdminService/TriggerDisk`,
@@ -252,6 +272,7 @@ describe("buf curl against the running server", () => {
     const got = await buf([
       "curl",
       "--http2-prior-knowledge",
+      ...auth,
       "-d",
       JSON.stringify({ commandId: res.command.command.id }),
       `${app.baseUrl}/spectra.v1.AdminService/GetCommand`,

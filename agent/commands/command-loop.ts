@@ -6,7 +6,7 @@ import type { HostAccess } from "../host/host-access.js";
 import type { DiagnosticPolicy } from "../diagnostics/policy.js";
 import { runCommand, type DiagnosticRegistry } from "../diagnostics/registry.js";
 import { createBackoff, sleep, type Backoff } from "../transport/backoff.js";
-import { RetryLog, retryMessage, type AgentConnection } from "../transport/client.js";
+import { isAuthFailure, RetryLog, retryMessage, type AgentConnection } from "../transport/client.js";
 
 /** Options for {@link createCommandLoop}. */
 export interface CommandLoopOptions {
@@ -32,6 +32,12 @@ export interface CommandLoopOptions {
   waitUntilReady?: () => Promise<boolean>;
   /** Called when CommandPoll is refused because the server does not know this agent. */
   onNotRegistered?: () => void;
+  /**
+   * Called with `new_agent_key` when the server rotated this agent's key; stores it and switches to it. Awaited
+   * before the next message is read; a rejection is logged and the old key stays in use (the server sends the new
+   * key again on the next stream until it is used).
+   */
+  onNewAgentKey?: (key: string) => Promise<void>;
 }
 
 /** Counters for /debug/vars and tests. */
@@ -164,6 +170,16 @@ export function createCommandLoop(opts: CommandLoopOptions): CommandLoop {
     }
   }
 
+  async function takeNewKey(key: string): Promise<void> {
+    if (!opts.onNewAgentKey) return;
+    try {
+      await opts.onNewAgentKey(key);
+    } catch (err) {
+      // Never the key itself.
+      log.error({ err: err instanceof Error ? err.message : String(err) }, "could not store the rotated agent key; the current key stays in use");
+    }
+  }
+
   async function run(): Promise<void> {
     while (!stopper.signal.aborted) {
       const startedMs = Date.now();
@@ -181,6 +197,7 @@ export function createCommandLoop(opts: CommandLoopOptions): CommandLoop {
           opts.connection.reportSuccess();
           retryLog.succeeded("command stream reconnected");
           backoff.reset();
+          if (res.newAgentKey !== "") await takeNewKey(res.newAgentKey);
           if (res.command) accept(res.command);
         }
       } catch (err) {
@@ -192,8 +209,11 @@ export function createCommandLoop(opts: CommandLoopOptions): CommandLoop {
       if (stopper.signal.aborted) break;
       // A stream that lived a while ended normally (server restart, proxy idle timeout): reconnect promptly.
       if (Date.now() - startedMs > 30_000) backoff.reset();
-      const delay = backoff.next();
-      if (failure) {
+      const delay = failure ? opts.connection.retryDelay(failure, backoff) : backoff.next();
+      if (failure && isAuthFailure(failure)) {
+        // Logged once by the credential.
+        log.debug({ rpc: "CommandPoll", err: failure.reason, delayMs: delay }, "credential refused");
+      } else if (failure) {
         retryLog.failed(retryMessage(opts.connection.baseUrl, "CommandPoll", failure, delay), { rpc: "CommandPoll" });
       } else {
         log.debug({ delayMs: delay }, "command stream ended; reconnecting");

@@ -1,9 +1,12 @@
 import type * as http2 from "node:http2";
-import { Code, ConnectError, createClient, type Client, type Transport } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Logger } from "../../common/logger.js";
 import { AgentService, type HostInfo } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, formatDelay, sleep, type Backoff } from "./backoff.js";
+import { authInterceptor, type Credential } from "./credentials.js";
+import { pinnedHttp2Options, pinnedHttpsAgent, type ServerPin } from "./tls-pin.js";
 
 /** The Connect client of the AgentService. */
 export type AgentClient = Client<typeof AgentService>;
@@ -53,6 +56,16 @@ export interface AgentConnectionOptions {
   /** Start in this mode (tests); default "h2". */
   initialMode?: HttpMode;
   now?: () => number;
+  /**
+   * The agent's key: sent as `Authorization: Bearer` on every call but Enroll (read per call, so a rotation applies
+   * at once), told when the server refuses or accepts it. Without it calls carry no credential.
+   */
+  credential?: Pick<Credential, "current" | "refused" | "accepted">;
+  /** Pins the server certificate (https:// only): see ./tls-pin.ts. Without it, certificates are verified against the CAs. */
+  pin?: ServerPin;
+  /** Wait before retrying after the server refused the credential; default 5 min (with ±20 % jitter). */
+  authRetryMs?: number;
+  random?: () => number;
 }
 
 /**
@@ -69,6 +82,11 @@ export interface AgentConnection {
   reportFailure(err: unknown): Failure;
   /** Records a successful call (clears the protocol failure count). */
   reportSuccess(): void;
+  /**
+   * Delay before a retry loop tries again after `failure`: the loop's backoff, but at least the long auth retry
+   * delay when the server refused the credential (a revoked key does not get better by hammering the server).
+   */
+  retryDelay(failure: Failure, backoff: Backoff): number;
   /** Closes the HTTP/2 connection. */
   close(): void;
 }
@@ -82,16 +100,24 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
   const threshold = opts.protocolFailuresBeforeFallback ?? 3;
   const retryH2AfterMs = opts.retryH2AfterMs ?? 15 * 60_000;
   const log = opts.logger;
+  const authRetryMs = opts.authRetryMs ?? 5 * 60_000;
+  const random = opts.random ?? Math.random;
+  const pin = opts.pin && opts.baseUrl.startsWith("https:") ? opts.pin : undefined;
+  const pinnedAgent = pin ? pinnedHttpsAgent(pin) : undefined;
   let mode: HttpMode = opts.initialMode ?? "h2";
   let fallbackSinceMs = mode === "http1" ? now() : 0;
   let probingH2 = false;
   let protocolFailures = 0;
 
-  const h2Manager = new GuardedSessionManager(opts.baseUrl, {
-    pingIntervalMs: opts.pingIntervalMs ?? 30_000,
-    pingTimeoutMs: opts.pingTimeoutMs ?? 10_000,
-    idleConnectionTimeoutMs: opts.idleConnectionTimeoutMs ?? 15 * 60_000,
-  });
+  const h2Manager = new GuardedSessionManager(
+    opts.baseUrl,
+    {
+      pingIntervalMs: opts.pingIntervalMs ?? 30_000,
+      pingTimeoutMs: opts.pingTimeoutMs ?? 10_000,
+      idleConnectionTimeoutMs: opts.idleConnectionTimeoutMs ?? 15 * 60_000,
+    },
+    pin ? pinnedHttp2Options(pin) : undefined,
+  );
   let h2Client: AgentClient | undefined;
   let h1Client: AgentClient | undefined;
 
@@ -106,6 +132,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     acceptCompression: [compressionGzip],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
+    interceptors: opts.credential ? [authInterceptor(opts.credential)] : [],
   };
 
   function h2(): AgentClient {
@@ -113,7 +140,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     return h2Client;
   }
   function h1(): AgentClient {
-    h1Client ??= createClient(AgentService, createH1Transport(common));
+    h1Client ??= createClient(AgentService, createH1Transport(common, pinnedAgent));
     return h1Client;
   }
 
@@ -147,20 +174,33 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
         }
         probingH2 = false;
       }
+      if (isAuthFailure(failure)) opts.credential?.refused(failure.reason);
       // An unreachable server says nothing about HTTP/2: a probe in progress stays a probe.
       return failure;
     },
     reportSuccess() {
+      opts.credential?.accepted();
       protocolFailures = 0;
       if (probingH2) {
         probingH2 = false;
         log.info({ server: opts.baseUrl }, "HTTP/2 works again");
       }
     },
+    retryDelay(failure, backoff) {
+      const delay = backoff.next();
+      if (!isAuthFailure(failure)) return delay;
+      return Math.max(delay, Math.round(authRetryMs * (0.8 + 0.4 * random())));
+    },
     close() {
       h2Manager.abort();
+      pinnedAgent?.destroy();
     },
   };
+}
+
+/** True when the server refused the caller's credential: none, unknown, revoked, or issued to another host. */
+export function isAuthFailure(failure: Pick<Failure, "code">): boolean {
+  return failure.code === Code.Unauthenticated || failure.code === Code.PermissionDenied;
 }
 
 function createH1Transport(common: {
@@ -171,8 +211,9 @@ function createH1Transport(common: {
   acceptCompression: (typeof compressionGzip)[];
   readMaxBytes: number;
   writeMaxBytes: number;
-}): Transport {
-  return createConnectTransport({ ...common, httpVersion: "1.1" });
+  interceptors: Interceptor[];
+}, agent: import("node:https").Agent | undefined): Transport {
+  return createConnectTransport({ ...common, httpVersion: "1.1", ...(agent ? { nodeOptions: { agent } } : {}) });
 }
 
 /**
@@ -186,8 +227,12 @@ class GuardedSessionManager {
   private readonly inner: Http2SessionManager;
   private readonly guarded = new WeakSet<http2.Http2Session>();
 
-  constructor(url: string, options: ConstructorParameters<typeof Http2SessionManager>[1]) {
-    this.inner = new Http2SessionManager(url, options);
+  constructor(
+    url: string,
+    options: ConstructorParameters<typeof Http2SessionManager>[1],
+    sessionOptions?: ConstructorParameters<typeof Http2SessionManager>[2],
+  ) {
+    this.inner = new Http2SessionManager(url, options, sessionOptions);
     this.authority = this.inner.authority;
   }
 
@@ -304,6 +349,10 @@ export interface RegisterOptions {
   /** Host info, built once by the caller. */
   host: HostInfo;
   collectors: readonly string[];
+  /** Diagnostics the agent's config allows (proto names, e.g. "disk_usage"). */
+  diagnostics?: readonly string[];
+  /** How often the agent sends batches (its heartbeat), for the server's online/stale/offline thresholds. */
+  reportIntervalMs?: number;
   logger: Logger;
   signal: AbortSignal;
   backoff?: Backoff;
@@ -320,9 +369,15 @@ export async function registerWithRetry(opts: RegisterOptions): Promise<boolean>
   const retryLog = new RetryLog(opts.logger);
   while (!opts.signal.aborted) {
     try {
-      await opts.connection
-        .client()
-        .register({ host: opts.host, collectors: [...opts.collectors] }, { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 10_000 });
+      await opts.connection.client().register(
+        {
+          host: opts.host,
+          collectors: [...opts.collectors],
+          diagnostics: [...(opts.diagnostics ?? [])],
+          ...(opts.reportIntervalMs !== undefined ? { reportInterval: durationFromMs(opts.reportIntervalMs) } : {}),
+        },
+        { signal: opts.signal, timeoutMs: opts.timeoutMs ?? 10_000 },
+      );
       opts.connection.reportSuccess();
       retryLog.succeeded("server reachable again");
       opts.logger.info({ server: opts.connection.baseUrl, hostname: opts.host.hostname }, "registered with the server");
@@ -330,8 +385,10 @@ export async function registerWithRetry(opts: RegisterOptions): Promise<boolean>
     } catch (err) {
       if (opts.signal.aborted) break;
       const failure = opts.connection.reportFailure(err);
-      const delay = backoff.next();
-      retryLog.failed(retryMessage(opts.connection.baseUrl, "Register", failure, delay), { rpc: "Register" });
+      const delay = opts.connection.retryDelay(failure, backoff);
+      // A refused credential is logged once by the credential itself.
+      if (isAuthFailure(failure)) opts.logger.debug({ rpc: "Register", err: failure.reason, delayMs: delay }, "credential refused");
+      else retryLog.failed(retryMessage(opts.connection.baseUrl, "Register", failure, delay), { rpc: "Register" });
       await sleep(delay, opts.signal);
     }
   }

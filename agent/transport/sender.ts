@@ -9,7 +9,7 @@ import {
   type StreamMetricsRequest,
 } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, sleep, type Backoff } from "./backoff.js";
-import { RetryLog, retryMessage, type AgentConnection } from "./client.js";
+import { isAuthFailure, RetryLog, retryMessage, type AgentConnection } from "./client.js";
 import type { Spool, SpooledBatch } from "./spool.js";
 
 /** Field number of `batch` in StreamMetricsRequest and PushMetricsRequest. */
@@ -251,9 +251,11 @@ export function createSender(opts: SenderOptions): Sender {
         if (stopping) break;
         stats.failures++;
         const failure = connection.reportFailure(err);
-        const delay = backoff.next();
+        // A refused credential waits long (batches stay in the spool); the credential logs it once.
+        const delay = connection.retryDelay(failure, backoff);
         const rpc = mode === "h2" ? "StreamMetrics" : "PushMetrics";
-        retryLog.failed(retryMessage(connection.baseUrl, rpc, failure, delay), { rpc, pending: spool.stats().batches });
+        if (isAuthFailure(failure)) log.debug({ rpc, err: failure.reason, delayMs: delay }, "credential refused");
+        else retryLog.failed(retryMessage(connection.baseUrl, rpc, failure, delay), { rpc, pending: spool.stats().batches });
         await sleep(delay, stopSignal.signal);
       }
     }

@@ -2,8 +2,9 @@ import fs from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { crc32 } from "node:zlib";
-import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { fromBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../../common/logger.js";
+import { fastToBinary } from "../../common/proto/fast-encode.js";
 import {
   MetricBatchSchema,
   type CollectorStatus,
@@ -625,16 +626,17 @@ export function openSpool(opts: SpoolOptions): Spool {
       if (closed) return Promise.reject(new Error("spool is closed"));
       const seq = nextSequence++;
       const createdMs = now();
-      const data = toBinary(
-        MetricBatchSchema,
-        create(MetricBatchSchema, {
-          hostname: input.hostname,
-          sessionId,
-          sequence: BigInt(seq),
-          envelopes: input.envelopes as MetricEnvelope[],
-          collectorStatus: input.collectorStatus as CollectorStatus[],
-        }),
-      );
+      // The compiled encoder: protobuf-es's reflection-based toBinary, run by the interpreter (--no-opt), took
+      // ~5x the CPU for a typical 5 s batch (docs/benchmarks.md).
+      const batch: MetricBatch = {
+        $typeName: "spectra.v1.MetricBatch",
+        hostname: input.hostname,
+        sessionId,
+        sequence: BigInt(seq),
+        envelopes: input.envelopes as MetricEnvelope[],
+        collectorStatus: input.collectorStatus as CollectorStatus[],
+      };
+      const data = fastToBinary(MetricBatchSchema, batch);
       const countsJson = JSON.stringify(input.countsByCollector);
       const frame = encodeRecord(seq, createdMs, countsJson, data);
       const result = writeChain.then(async () => {

@@ -43,6 +43,8 @@ export interface CommandQueue {
   watch(id: string, signal: AbortSignal): AsyncGenerator<CommandRecord>;
   /** Expires overdue commands now; returns how many. */
   expireOverdue(): Promise<number>;
+  /** These commands changed in the store behind the queue's back (an agent was removed): their watchers look again. */
+  changed(ids: readonly string[]): void;
   /** Starts the periodic expiry job. */
   start(): void;
   /** Stops the expiry job and releases every waiter. */
@@ -220,6 +222,10 @@ export function createCommandQueue(deps: {
       for (const id of ids) wake(commandWaiters, id);
       if (ids.length > 0) logger.info({ count: ids.length }, "commands expired");
       return ids.length;
+    },
+
+    changed(ids) {
+      for (const id of ids) wake(commandWaiters, id);
     },
 
     start() {

@@ -4,6 +4,7 @@ import type { CollectorStatus, MetricEnvelope } from "../../gen/spectra/v1/metri
 import { InvalidInputError } from "../errors.js";
 import type { Store } from "../store/store.js";
 import type { TsdbEngine } from "../tsdb/engine.js";
+import type { Presence } from "../agents/presence.js";
 import { typeForCase } from "./payload-types.js";
 import { checkHostname } from "../agents/hostname.js";
 
@@ -40,8 +41,10 @@ export function createIngestService(deps: {
   tsdb: TsdbEngine;
   logger: Logger;
   clock: () => number;
+  /** Told of every committed batch: the agent's contact, with its collector status. */
+  presence?: Presence;
 }): IngestService {
-  const { store, tsdb, logger, clock } = deps;
+  const { store, tsdb, logger, clock, presence } = deps;
   return {
     async ingest(input) {
       checkHostname(input.hostname);
@@ -79,6 +82,8 @@ export function createIngestService(deps: {
       });
       // Synchronously after the commit resolved: batches reach the head in WAL order.
       if (!r.duplicate) tsdb.append(r.walId, input.hostname, kept);
+      // A replayed batch is contact too (the agent is there, resending what it spooled).
+      presence?.contact(input.hostname, input.collectorStatus);
       return { duplicate: r.duplicate, stored: r.stored, ignored };
     },
   };

@@ -43,6 +43,8 @@ interface RequestOptions {
 /** A handler served over HTTP/1.1 and h2c, with a client for each. */
 class Harness {
   readonly closes = new EventEmitter();
+  /** Sent with every request (the credential), before the request's own headers. */
+  headers: Record<string, string> = {};
   private h1!: http.Server;
   private h2!: http2.Http2Server;
   private session!: http2.ClientHttp2Session;
@@ -104,7 +106,7 @@ class Harness {
     let cancel = () => {};
     const reply = new Promise<Reply>((resolve, reject) => {
       let responded = false;
-      const headers: Record<string, string> = { ...opts.headers };
+      const headers: Record<string, string> = { ...this.headers, ...opts.headers };
       if (opts.body !== undefined && !opts.chunked) headers["content-length"] = String(Buffer.byteLength(opts.body));
       const req = http.request({ host: "127.0.0.1", port: this.h1Port, method, path, headers, agent: false }, (res) => {
         responded = true;
@@ -125,7 +127,7 @@ class Harness {
   }
 
   private h2Request(method: string, path: string, opts: RequestOptions) {
-    const stream = this.session.request({ ":method": method, ":path": path, ...opts.headers });
+    const stream = this.session.request({ ":method": method, ":path": path, ...this.headers, ...opts.headers });
     const reply = new Promise<Reply>((resolve, reject) => {
       let status = 0;
       let headers: Reply["headers"] = {};
@@ -173,6 +175,8 @@ const cpuEnvelope = (hostname: string, over: Record<string, unknown> = {}) => ({
 
 let dir: string;
 let s: Services;
+/** An admin token (role admin): accepted on the agent routes and the /admin routes alike. */
+let adminAuth: Record<string, string>;
 const harness = new Harness();
 let hostCounter = 0;
 const newHost = (proto: Proto) => `host-${proto}-${++hostCounter}`;
@@ -192,6 +196,8 @@ beforeAll(async () => {
     logger: silentLogger(),
     commandOptions: { maxQueued: 10, ttlMs: 3_600_000, expireEveryMs: 60_000 },
   });
+  adminAuth = { authorization: `Bearer ${(await s.adminTokens.create("legacy-test", "admin", "test")).token}` };
+  harness.headers = adminAuth;
   await harness.start(
     createLegacyRoutes(s, {
       longPollMs: LONG_POLL_MS,
@@ -691,6 +697,7 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
 describe("shutdown", () => {
   it("ends a pending long poll with 204 at once", async () => {
     const local = new Harness();
+    local.headers = adminAuth;
     const shutdown = new AbortController();
     await local.start(
       createLegacyRoutes(s, { longPollMs: 30_000, maxBodyBytes: MAX_BODY, maxInflatedBytes: MAX_INFLATED, shutdownSignal: shutdown.signal }),
@@ -714,6 +721,7 @@ describe.each<Proto>(["h1", "h2"])("through the one-port app (Connect fallback) 
   it("serves the legacy routes next to Connect", async () => {
     const app = await startTestApp({ longPollMs: LONG_POLL_MS });
     const client = new Harness();
+    client.headers = { authorization: `Bearer ${app.adminToken}` };
     try {
       await client.attach(app.listener.port);
       const req = (method: string, path: string, opts?: RequestOptions) => client.request(proto, method, path, opts);

@@ -16,7 +16,19 @@ import {
 import type { Logger } from "../../common/logger.js";
 import { checkHostname } from "../agents/hostname.js";
 import { DEFAULT_TOP_N, type CommandParams } from "../commands/command-params.js";
-import { AgentNotRegisteredError, InvalidInputError, NotFoundError, QueueFullError } from "../errors.js";
+import {
+  AgentNotRegisteredError,
+  InvalidInputError,
+  NotFoundError,
+  PermissionDeniedError,
+  QueueFullError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from "../errors.js";
+import { NO_ADDRESSES, type AddressMatcher } from "../auth/address-matcher.js";
+import { roleAtLeast, type RoleName } from "../auth/credentials.js";
+import type { Principal } from "../auth/principal.js";
+import { limitKey } from "../auth/authorizer.js";
 import type { Services } from "../services.js";
 import { ClientGoneError, HttpError, readJsonBody, type BodyLimits } from "./body.js";
 import {
@@ -53,6 +65,8 @@ export interface LegacyRoutesOptions {
   maxInflatedBytes: number;
   /** Aborted when the server shuts down: long polls end at once (204). */
   shutdownSignal: AbortSignal;
+  /** Source networks whose agents may use the /api/v1 routes without a credential (--legacy-allow); default none. */
+  legacyAllow?: AddressMatcher;
 }
 
 interface RouteContext {
@@ -60,12 +74,25 @@ interface RouteContext {
   res: LegacyResponse;
   query: URLSearchParams;
   log: Logger;
+  /** Who is calling; set before handle() runs. */
+  principal?: Principal;
 }
 
 interface Route {
   method: "GET" | "POST";
+  /** "agent": an agent key, an admin token with role admin, or no credential from a --legacy-allow network. */
+  access: "agent" | RoleName;
   handle(ctx: RouteContext): Promise<void>;
 }
+
+/** 401 for a missing or bad credential: plain text like the rest of the legacy API, with the scheme to use. */
+class UnauthorizedHttpError extends HttpError {
+  constructor(reason: string) {
+    super(401, `Unauthorized: ${reason}`);
+  }
+}
+
+const forbidden = (reason: string) => new HttpError(403, `Forbidden: ${reason}`);
 
 /** Go's `getHostname`: the `hostname` query parameter, required (`400 Missing hostname`), checked for shape. */
 function hostnameOf(query: URLSearchParams): string {
@@ -99,18 +126,77 @@ function topNOf(query: URLSearchParams): number {
 export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): LegacyHandler {
   const limits: BodyLimits = { maxBodyBytes: opts.maxBodyBytes, maxInflatedBytes: opts.maxInflatedBytes };
   const logger = s.logger.child({ component: "legacy-rest" });
+  const legacyAllow = opts.legacyAllow ?? NO_ADDRESSES;
+
+  /**
+   * Resolves the caller and checks the route's access rule (401 / 403), under the abuse limits (429): an address
+   * slowed for failed authentication is refused first, failures are counted, and the request is charged to the
+   * agent's, the admin token's or (no credential, --legacy-allow) the address's bucket.
+   */
+  const authorize = async (ctx: RouteContext, route: Route): Promise<Principal> => {
+    const address = ctx.req.socket?.remoteAddress ?? "";
+    let p: Principal | undefined;
+    try {
+      p = await s.auth.authenticate(ctx.req.headers["authorization"], address);
+    } catch (err) {
+      if (err instanceof UnauthenticatedError) throw new UnauthorizedHttpError(err.message);
+      throw err;
+    }
+    const unauthorized = (reason: string) => {
+      s.auth.failed(address, reason);
+      return new UnauthorizedHttpError(reason);
+    };
+    if (route.access === "agent") {
+      if (!p) {
+        if (!legacyAllow.matches(address)) {
+          throw unauthorized("send an agent key (Authorization: Bearer spa_...); this address is not in --legacy-allow");
+        }
+        s.auth.charge(limitKey(undefined, address));
+        return { kind: "legacy", address };
+      }
+      s.auth.charge(limitKey(p, address));
+      if (p.kind === "admin" && !roleAtLeast(p.role, "admin")) {
+        throw forbidden(`admin token "${p.name}" has role ${p.role}; agent routes need an agent key or role admin`);
+      }
+      return p;
+    }
+    if (!p) throw unauthorized("send an admin token (Authorization: Bearer spt_...)");
+    s.auth.charge(limitKey(p, address));
+    if (p.kind !== "admin") throw forbidden("this route needs an admin token");
+    if (!roleAtLeast(p.role, route.access)) throw forbidden(`admin token "${p.name}" has role ${p.role}; this needs ${route.access}`);
+    return p;
+  };
+
+  /**
+   * Identity binding on agent routes, before anything is read or stored: an agent key acts only as its own host; an
+   * unauthenticated legacy client may not act as a host that has its own key.
+   */
+  const actAs = async (ctx: RouteContext, hostname: string): Promise<void> => {
+    const p = ctx.principal;
+    if (p?.kind === "agent" && p.hostname !== hostname) throw forbidden(`this key belongs to "${p.hostname}", not "${hostname}"`);
+    if (p?.kind === "legacy") {
+      const rec = await s.access.get(hostname);
+      if (rec?.keyHash !== undefined && rec.state !== "revoked") {
+        throw forbidden(`"${hostname}" has its own agent key; requests without it may not act as it`);
+      }
+    }
+  };
 
   const trigger = async (ctx: RouteContext, params: CommandParams, message: string) => {
     const hostname = hostnameOf(ctx.query);
-    await s.commands.enqueue(hostname, params, "legacy-rest");
+    const p = ctx.principal;
+    await s.commands.enqueue(hostname, params, p?.kind === "admin" ? p.name : "legacy-rest");
     sendText(ctx.res, 200, message);
   };
 
   const routes: Record<string, Route> = {
     "/api/v1/metrics": {
       method: "POST",
-      async handle({ req, res, query, log }) {
+      access: "agent",
+      async handle(ctx) {
+        const { req, res, query, log } = ctx;
         const hostname = hostnameOf(query);
+        await actAs(ctx, hostname);
         const batch = envelopesFromLegacy(await readJsonBody(req, limits), hostname);
         if (batch.ignored.length > 0) log.info({ agent: hostname, ignored: batch.ignored }, "ignored legacy envelopes");
         if (batch.relabelled > 0) {
@@ -125,10 +211,14 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
     "/api/v1/agent/register": {
       method: "POST",
-      async handle({ req, res, query }) {
+      access: "agent",
+      async handle(ctx) {
+        const { req, res, query } = ctx;
         const host = hostInfoFromLegacy(await readJsonBody(req, limits));
         if (host.hostname === "") host.hostname = query.get("hostname") ?? "";
         if (host.hostname === "") throw new HttpError(400, "Missing hostname");
+        checkHostname(host.hostname);
+        await actAs(ctx, host.hostname);
         await s.agents.register(host, []);
         sendEmpty(res, 200);
       },
@@ -136,9 +226,12 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
     "/api/v1/agent/command": {
       method: "GET",
-      async handle({ res, query, log }) {
+      access: "agent",
+      async handle(ctx) {
+        const { res, query } = ctx;
         const hostname = hostnameOf(query);
-        await s.agents.touch(hostname);
+        await actAs(ctx, hostname);
+        s.agents.touch(hostname);
         // The waiter is released the moment the client goes (or the server shuts down), so a command queued later
         // is never claimed for a dead poll. (One controller with explicit listeners rather than AbortSignal.any,
         // whose dependent signals leak on Node 20 when a source signal lives as long as the server.)
@@ -152,8 +245,20 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
         res.once("close", onClose);
         opts.shutdownSignal.addEventListener("abort", onShutdown, { once: true });
         if (opts.shutdownSignal.aborted) stop.abort();
+        // A poll made with an agent key ends the moment the key is revoked, as the Connect streams do.
+        const p = ctx.principal;
+        const watch = p?.kind === "agent" ? s.access.watch(p) : undefined;
+        let revoked: string | undefined;
+        watch?.onRevoked((reason) => {
+          revoked = reason;
+          stop.abort();
+        });
         try {
           const rec = await s.commands.next(hostname, { signal: stop.signal, timeoutMs: opts.longPollMs });
+          if (revoked !== undefined) {
+            if (rec) await s.commands.release(rec);
+            throw new UnauthorizedHttpError(revoked);
+          }
           if (!rec) return sendEmpty(res, 204);
           if (gone || isGone(res)) {
             // The client left as its command was claimed: put it back for the next poll.
@@ -162,6 +267,7 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
           }
           sendJsonText(res, 200, commandToLegacy(rec.command));
         } finally {
+          watch?.close();
           res.off("close", onClose);
           opts.shutdownSignal.removeEventListener("abort", onShutdown);
         }
@@ -170,8 +276,11 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
     "/api/v1/agent/command_result": {
       method: "POST",
-      async handle({ req, res, query, log }) {
+      access: "agent",
+      async handle(ctx) {
+        const { req, res, query, log } = ctx;
         const hostname = hostnameOf(query);
+        await actAs(ctx, hostname);
         const outcome = outcomeFromLegacy(await readJsonBody(req, limits));
         try {
           await s.commands.complete(hostname, outcome);
@@ -180,19 +289,21 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
           // The original answered 200 to any result; an agent would only retry a refused one forever.
           log.warn({ agent: hostname, command: outcome.commandId, err: err.message }, "result for an unknown command ignored");
         }
-        await s.agents.touch(hostname);
+        s.agents.touch(hostname);
         sendEmpty(res, 200);
       },
     },
 
     "/admin/trigger_logs": {
       method: "POST",
+      access: "operator",
       handle: (ctx) =>
         trigger(ctx, { case: "fetchLogs", value: create(FetchLogsParamsSchema, { minLevel: LogLevel.ERROR }) }, "Queued FetchLogs"),
     },
 
     "/admin/trigger_disk": {
       method: "POST",
+      access: "operator",
       async handle(ctx) {
         const topN = topNOf(ctx.query);
         const value = create(DiskUsageParamsSchema, { path: ctx.query.get("path") ?? "", topN });
@@ -202,6 +313,7 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
     "/admin/trigger_network": {
       method: "POST",
+      access: "operator",
       async handle(ctx) {
         hostnameOf(ctx.query); // Go checked the hostname before the action
         const action = ctx.query.get("action") ?? "";
@@ -220,12 +332,14 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
     // New: LIST_MOUNTS had no admin route in the original.
     "/admin/trigger_mounts": {
       method: "POST",
+      access: "operator",
       handle: (ctx) => trigger(ctx, { case: "listMounts", value: create(ListMountsParamsSchema) }, "Queued ListMounts"),
     },
 
     // New: the original kept no results.
     "/admin/command": {
       method: "GET",
+      access: "viewer",
       async handle({ res, query }) {
         const id = query.get("id") ?? "";
         if (id === "") throw new HttpError(400, "Missing id");
@@ -235,17 +349,47 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
 
     "/admin/agents": {
       method: "GET",
+      access: "viewer",
       async handle({ res }) {
-        sendJsonText(res, 200, goJson((await s.agents.list()).map(agentToLegacy)));
+        // Registered agents only (the original's shape); agents still waiting for approval are in ListAgents.
+        const agents = (await s.agents.list()).filter((a) => a.registeredAt !== undefined);
+        sendJsonText(res, 200, goJson(agents.map(agentToLegacy)));
       },
     },
+  };
+
+  const lastLogged = new Map<string, number>();
+  const shouldLog = (key: string): boolean => {
+    const now = s.clock();
+    if (now - (lastLogged.get(key) ?? -Infinity) < 3_600_000) return false;
+    if (lastLogged.size >= 1_000) lastLogged.clear(); // bounded: many addresses only make it log more often
+    lastLogged.set(key, now);
+    return true;
   };
 
   /** Maps what a route threw to the original's plain-text answers. */
   const fail = (ctx: RouteContext, err: unknown) => {
     const { res, log } = ctx;
     if (err instanceof ClientGoneError) return log.debug({ err: err.message }, "client left");
+    if (err instanceof HttpError && (err.status === 401 || err.status === 403)) {
+      if (err instanceof UnauthorizedHttpError) res.setHeader("www-authenticate", 'Bearer realm="spectra"');
+      const remote = ctx.req.socket?.remoteAddress ?? "";
+      // An old agent without a key retries every few seconds: said once per address and hour, then at debug level.
+      if (shouldLog(`${remote} ${err.message}`)) log.info({ reason: err.message, remote }, "legacy request refused");
+      else log.debug({ reason: err.message, remote }, "legacy request refused");
+      // Refused before its body was read: the rest of it must not be read either.
+      return sendError(res, err.status, err.message, { abandonBody: ctx.req.method === "POST" && !ctx.req.readableEnded });
+    }
+    if (err instanceof RateLimitedError) {
+      log.debug({ reason: err.message, remote: ctx.req.socket?.remoteAddress ?? "" }, "legacy request refused");
+      // Refused before its body was read, like 401.
+      return sendError(res, 429, `Too Many Requests: ${err.message}`, {
+        headers: { "retry-after": String(err.retryAfterSeconds) },
+        abandonBody: ctx.req.method === "POST" && !ctx.req.readableEnded,
+      });
+    }
     if (err instanceof HttpError) return sendError(res, err.status, err.message, { abandonBody: err.abandonBody });
+    if (err instanceof PermissionDeniedError) return sendError(res, 403, `Forbidden: ${err.message}`);
     if (err instanceof LegacyJsonError) return sendError(res, 400, `invalid json: ${err.message}`);
     if (err instanceof InvalidInputError) return sendError(res, 400, err.message);
     if (err instanceof AgentNotRegisteredError) return sendError(res, 400, err.message);
@@ -269,6 +413,11 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
       res.setHeader("allow", route.method);
       return sendError(res, 405, "Method not allowed");
     }
-    route.handle(ctx).catch((err: unknown) => fail(ctx, err));
+    authorize(ctx, route)
+      .then((p) => {
+        ctx.principal = p;
+        return route.handle(ctx);
+      })
+      .catch((err: unknown) => fail(ctx, err));
   };
 }

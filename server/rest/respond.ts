@@ -42,6 +42,8 @@ export interface SendOptions {
    * asks the client to stop sending without failing the response.
    */
   abandonBody?: boolean;
+  /** More headers (e.g. Retry-After). */
+  headers?: Record<string, string>;
 }
 
 /** Sends a complete response unless the client is gone or it was already answered. */
@@ -72,7 +74,7 @@ export function sendError(res: LegacyResponse, status: number, message: string, 
   send(
     res,
     status,
-    { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff" },
+    { "content-type": "text/plain; charset=utf-8", "x-content-type-options": "nosniff", ...opts.headers },
     message + "\n",
     opts,
   );

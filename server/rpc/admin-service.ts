@@ -1,7 +1,10 @@
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   AdminService,
+  AgentStatusChangeSchema,
+  GetAgentTimelineResponseSchema,
   GetCommandResponseSchema,
   GetLatestMetricsResponseSchema,
   ListCommandsResponseSchema,
@@ -19,34 +22,41 @@ import {
   NetworkDiagParamsSchema,
 } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { checkHostname } from "../agents/hostname.js";
+import { agentStatusOf } from "../agents/agent-registry.js";
 import { toCommandInfo } from "../commands/command-queue.js";
 import type { CommandParams } from "../commands/command-params.js";
-import { NotFoundError } from "../errors.js";
+import { InvalidInputError, NotFoundError } from "../errors.js";
 import type { Services } from "../services.js";
+import { auditName } from "../auth/principal.js";
+import { principalOf } from "./auth.js";
+
+const DAY_MS = 86_400_000;
 
 /** AdminService over the shared services. */
 export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminService> {
-  const trigger = async (hostname: string, params: CommandParams) => {
+  // The audit trail records the admin token's name.
+  const trigger = async (ctx: HandlerContext, hostname: string, params: CommandParams) => {
+    const by = auditName(principalOf(ctx), "connect");
     checkHostname(hostname);
-    return toCommandInfo(await s.commands.enqueue(hostname, params, "connect"));
+    return toCommandInfo(await s.commands.enqueue(hostname, params, by));
   };
   return {
-    async triggerLogs(req) {
+    async triggerLogs(req, ctx) {
       const value = req.params ?? create(FetchLogsParamsSchema);
-      return create(TriggerLogsResponseSchema, { command: await trigger(req.hostname, { case: "fetchLogs", value }) });
+      return create(TriggerLogsResponseSchema, { command: await trigger(ctx, req.hostname, { case: "fetchLogs", value }) });
     },
-    async triggerDisk(req) {
+    async triggerDisk(req, ctx) {
       const value = req.params ?? create(DiskUsageParamsSchema);
-      return create(TriggerDiskResponseSchema, { command: await trigger(req.hostname, { case: "diskUsage", value }) });
+      return create(TriggerDiskResponseSchema, { command: await trigger(ctx, req.hostname, { case: "diskUsage", value }) });
     },
-    async triggerNetwork(req) {
+    async triggerNetwork(req, ctx) {
       const value = req.params ?? create(NetworkDiagParamsSchema);
-      return create(TriggerNetworkResponseSchema, { command: await trigger(req.hostname, { case: "networkDiag", value }) });
+      return create(TriggerNetworkResponseSchema, { command: await trigger(ctx, req.hostname, { case: "networkDiag", value }) });
     },
-    async triggerListMounts(req) {
+    async triggerListMounts(req, ctx) {
       const value = create(ListMountsParamsSchema);
       return create(TriggerListMountsResponseSchema, {
-        command: await trigger(req.hostname, { case: "listMounts", value }),
+        command: await trigger(ctx, req.hostname, { case: "listMounts", value }),
       });
     },
     async listAgents() {
@@ -69,9 +79,21 @@ export function createAdminServiceImpl(s: Services): ServiceImpl<typeof AdminSer
       const list = await s.commands.list({ ...(req.hostname ? { hostname: req.hostname } : {}), limit });
       return create(ListCommandsResponseSchema, { commands: list.map(toCommandInfo) });
     },
-    async getAgentTimeline() {
-      // Issue 7 in progress: the status timeline lands with heartbeats.
-      throw new ConnectError("the agent status timeline is not available on this server yet", Code.Unimplemented);
+    async getAgentTimeline(req) {
+      checkHostname(req.hostname);
+      const toMs = req.end ? timestampMs(req.end) : s.clock();
+      const fromMs = req.start ? timestampMs(req.start) : toMs - DAY_MS;
+      if (!Number.isFinite(fromMs) || !Number.isFinite(toMs) || toMs < fromMs) throw new InvalidInputError("end must not be before start");
+      const limit = req.limit === 0 ? 1000 : Math.min(req.limit, 10_000);
+      await s.presence.flush(); // changes noticed here but not written yet
+      const t = await s.store.agentTimeline({ hostname: req.hostname, fromMs, toMs, limit });
+      if (!t.initial && t.changes.length === 0 && !(await s.agents.isRegistered(req.hostname))) {
+        throw new NotFoundError(`no agent or status timeline for host '${req.hostname}'`);
+      }
+      return create(GetAgentTimelineResponseSchema, {
+        initial: agentStatusOf(t.initial?.status),
+        changes: t.changes.map((c) => create(AgentStatusChangeSchema, { time: timestampFromMs(c.atMs), status: agentStatusOf(c.status) })),
+      });
     },
     async *watchCommand(req, ctx) {
       for await (const rec of s.commands.watch(req.commandId, ctx.signal)) {

@@ -1,10 +1,12 @@
 import { create } from "@bufbuild/protobuf";
-import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { durationMs, timestampFromMs, type Duration } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import { EnrollmentState } from "../../gen/spectra/v1/access_service_pb.js";
 import {
   AgentService,
   CommandPollResponseSchema,
   CommandResultResponseSchema,
+  EnrollResponseSchema,
   PushMetricsResponseSchema,
   RegisterResponseSchema,
   StreamMetricsResponseSchema,
@@ -12,7 +14,11 @@ import {
 import type { MetricBatch } from "../../gen/spectra/v1/metrics_pb.js";
 import type { Services } from "../services.js";
 import { checkHostname } from "../agents/hostname.js";
-import { InvalidInputError } from "../errors.js";
+import { enrollmentStateOf } from "../agents/agent-registry.js";
+import type { StreamWatch } from "../agents/access.js";
+import { checkActsAs, type AgentPrincipal } from "../auth/principal.js";
+import { InvalidInputError, PermissionDeniedError, UnauthenticatedError } from "../errors.js";
+import { principalOf } from "./auth.js";
 
 function batchInput(batch: MetricBatch | undefined) {
   if (!batch) throw new InvalidInputError("missing batch");
@@ -25,41 +31,99 @@ function batchInput(batch: MetricBatch | undefined) {
   };
 }
 
+/** The agent calling, which must be acting as `hostname` (identity binding; checked before anything is stored). */
+function agentActingAs(ctx: HandlerContext, hostname: string): AgentPrincipal {
+  const p = principalOf(ctx);
+  if (p.kind !== "agent") throw new PermissionDeniedError("this method needs an agent key");
+  checkActsAs(p, hostname);
+  return p;
+}
+
+/** A positive duration in milliseconds, or undefined when unset or not positive. */
+function positiveMs(d: Duration | undefined): number | undefined {
+  if (!d) return undefined;
+  const ms = durationMs(d);
+  return Number.isFinite(ms) && ms > 0 ? Math.round(ms) : undefined;
+}
+
+/**
+ * The request messages of a client stream, ending with UnauthenticatedError the moment the agent's key is revoked
+ * (the next message is not awaited any longer).
+ */
+async function* untilRevoked<T>(src: AsyncIterable<T>, watch: StreamWatch): AsyncGenerator<T> {
+  const it = src[Symbol.asyncIterator]();
+  let fail!: (err: unknown) => void;
+  const revoked = new Promise<never>((_, reject) => (fail = reject));
+  revoked.catch(() => undefined);
+  watch.onRevoked((reason) => fail(new UnauthenticatedError(reason)));
+  try {
+    for (;;) {
+      const r = await Promise.race([it.next(), revoked]);
+      if (r.done) return;
+      yield r.value;
+    }
+  } finally {
+    void Promise.resolve(it.return?.()).catch(() => undefined);
+  }
+}
+
 /** AgentService over the shared services: validate, call one service, map the result. */
 export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentService> {
   return {
-    async enroll() {
-      // Issue 7 in progress: enrollment lands with the access service.
-      throw new ConnectError("enrollment is not available on this server yet", Code.Unimplemented);
+    async enroll(req) {
+      const r = await s.access.enroll({
+        enrollmentToken: req.enrollmentToken,
+        host: req.host,
+        enrollmentId: req.enrollmentId,
+        enrollmentSecret: req.enrollmentSecret,
+        reportIntervalMs: positiveMs(req.reportInterval),
+      });
+      return create(EnrollResponseSchema, {
+        state: enrollmentStateOf(r.state) ?? EnrollmentState.UNSPECIFIED,
+        enrollmentId: r.enrollmentId,
+        agentKey: r.agentKey ?? "",
+        message: r.message,
+        ...(r.retryAfterMs !== undefined ? { retryAfter: { seconds: BigInt(Math.ceil(r.retryAfterMs / 1000)) } } : {}),
+      });
     },
-
-    async register(req) {
+    async register(req, ctx) {
       if (!req.host) throw new InvalidInputError("missing host");
-      await s.agents.register(req.host, req.collectors);
+      checkHostname(req.host.hostname);
+      agentActingAs(ctx, req.host.hostname);
+      const reportIntervalMs = positiveMs(req.reportInterval);
+      await s.agents.register(req.host, req.collectors, reportIntervalMs);
+      await s.access.recordReport(req.host.hostname, { diagnostics: req.diagnostics, reportIntervalMs });
       return create(RegisterResponseSchema, { serverTime: timestampFromMs(s.clock()) });
     },
-
-    async streamMetrics(reqs) {
-      const res = create(StreamMetricsResponseSchema);
-      // Each batch is committed before the next one is read, so a broken stream loses nothing acknowledged.
-      for await (const req of reqs) {
-        const input = batchInput(req.batch);
-        try {
-          const r = await s.ingest.ingest(input);
-          res.ackedSequences.push(input.sequence);
-          res.storedEnvelopes += r.stored;
-          if (r.duplicate) res.duplicateBatches++;
-        } catch (err) {
-          if (!(err instanceof InvalidInputError)) throw err;
-          res.rejectedSequences.push(input.sequence);
-          if (res.rejectedReason === "") res.rejectedReason = err.message;
+    async streamMetrics(reqs, ctx) {
+      const p = principalOf(ctx);
+      if (p.kind !== "agent") throw new PermissionDeniedError("this method needs an agent key");
+      const watch = s.access.watch(p);
+      try {
+        const res = create(StreamMetricsResponseSchema);
+        // Each batch is committed before the next one is read, so a broken stream loses nothing acknowledged.
+        for await (const req of untilRevoked(reqs, watch)) {
+          const input = batchInput(req.batch);
+          if (input.hostname !== "") agentActingAs(ctx, input.hostname); // a batch for another host ends the stream
+          try {
+            const r = await s.ingest.ingest(input);
+            res.ackedSequences.push(input.sequence);
+            res.storedEnvelopes += r.stored;
+            if (r.duplicate) res.duplicateBatches++;
+          } catch (err) {
+            if (!(err instanceof InvalidInputError)) throw err;
+            res.rejectedSequences.push(input.sequence);
+            if (res.rejectedReason === "") res.rejectedReason = err.message;
+          }
         }
+        return res;
+      } finally {
+        watch.close();
       }
-      return res;
     },
-
-    async pushMetrics(req) {
+    async pushMetrics(req, ctx) {
       const input = batchInput(req.batch);
+      if (input.hostname !== "") agentActingAs(ctx, input.hostname);
       const r = await s.ingest.ingest(input);
       return create(PushMetricsResponseSchema, {
         ackedSequence: input.sequence,
@@ -67,31 +131,52 @@ export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentSer
         duplicate: r.duplicate,
       });
     },
-
     async *commandPoll(req, ctx) {
       checkHostname(req.hostname);
+      const p = agentActingAs(ctx, req.hostname);
       if (!(await s.agents.isRegistered(req.hostname))) {
         throw new ConnectError(`Agent '${req.hostname}' is not registered`, Code.FailedPrecondition);
       }
-      await s.agents.touch(req.hostname);
-      // No deadline: the stream lives until the agent or the server goes away.
-      while (!ctx.signal.aborted) {
-        const rec = await s.commands.next(req.hostname, { signal: ctx.signal });
-        if (!rec) break;
-        if (ctx.signal.aborted) {
-          // Claimed just as the stream ended: keep it for the agent's next poll.
-          await s.commands.release(rec);
-          break;
+      s.agents.touch(req.hostname); // opening the stream is contact; waiting on it is not (see presence.ts)
+      const watch = s.access.watch(p);
+      try {
+        // No deadline: the stream lives until the agent or the server goes away, or its key is revoked or replaced.
+        while (!ctx.signal.aborted) {
+          const check = await watch.check();
+          if (check.status === "revoked") throw new UnauthenticatedError(check.reason);
+          if (check.status === "superseded") return; // the agent uses its new key: it reconnects with it
+          if (check.newKey) yield create(CommandPollResponseSchema, { newAgentKey: check.newKey });
+          // Woken by a command, by a change of the agent's access (rotation, revocation) or by the end.
+          const wake = watch.wake(ctx.signal);
+          let rec;
+          let woken = false;
+          try {
+            rec = await s.commands.next(req.hostname, { signal: wake.signal });
+            woken = wake.signal.aborted && !ctx.signal.aborted;
+          } finally {
+            wake.dispose();
+          }
+          if (!rec) {
+            if (woken) continue;
+            break; // the stream ended, or the command queue stopped (server shutdown)
+          }
+          if (ctx.signal.aborted) {
+            // Claimed just as the stream ended: keep it for the agent's next poll.
+            await s.commands.release(rec);
+            break;
+          }
+          yield create(CommandPollResponseSchema, { command: rec.command });
         }
-        yield create(CommandPollResponseSchema, { command: rec.command });
+      } finally {
+        watch.close();
       }
     },
-
-    async commandResult(req) {
+    async commandResult(req, ctx) {
       checkHostname(req.hostname);
+      agentActingAs(ctx, req.hostname);
       if (!req.outcome) throw new InvalidInputError("missing outcome");
       await s.commands.complete(req.hostname, req.outcome);
-      await s.agents.touch(req.hostname);
+      s.agents.touch(req.hostname);
       return create(CommandResultResponseSchema);
     },
   };

@@ -7,6 +7,7 @@ import { AgentService } from "../../gen/spectra/v1/agent_service_pb.js";
 import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
 import { prng, randomInit } from "../../common/proto/testing/random-messages.js";
 import { startTestApp } from "../testing/app.js";
+import { bearer } from "../testing/credentials.js";
 import { isBinaryMetricUpload, RawBatchAgentService } from "./binary-ingest.js";
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
@@ -44,9 +45,9 @@ describe("binary metric uploads", () => {
   });
 
   it("stores every payload type exactly as the JSON path does, over Connect and gRPC", async () => {
-    const json = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", useBinaryFormat: false }));
-    const connect = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2" }));
-    const grpc = createClient(AgentService, createGrpcTransport({ baseUrl: app.baseUrl }));
+    const json = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", useBinaryFormat: false, interceptors: [bearer(await app.agentKey("via-json"))] }));
+    const connect = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", interceptors: [bearer(await app.agentKey("via-connect"))] }));
+    const grpc = createClient(AgentService, createGrpcTransport({ baseUrl: app.baseUrl, interceptors: [bearer(await app.agentKey("via-grpc-stream"))] }));
     const t = Date.UTC(2026, 10, 27, 12);
     for (const [hostname, client, streaming] of [
       ["via-json", json, false],

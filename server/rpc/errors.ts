@@ -1,6 +1,16 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import type { Logger } from "../../common/logger.js";
-import { AgentNotRegisteredError, InvalidInputError, NotFoundError, QueueFullError } from "../errors.js";
+import {
+  AgentNotRegisteredError,
+  ConflictError,
+  FailedPreconditionError,
+  InvalidInputError,
+  NotFoundError,
+  PermissionDeniedError,
+  QueueFullError,
+  RateLimitedError,
+  UnauthenticatedError,
+} from "../errors.js";
 
 /**
  * Maps a service error to a ConnectError with a deliberate code. Domain errors keep their message; anything
@@ -11,7 +21,16 @@ export function toConnectError(err: unknown, logger: Logger, rpc: string): Conne
   if (err instanceof InvalidInputError) return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
   if (err instanceof AgentNotRegisteredError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
   if (err instanceof NotFoundError) return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
+  if (err instanceof RateLimitedError) {
+    // Retry-After in seconds, as HTTP has it: response headers (Connect unary), trailers (gRPC, Connect streams).
+    const meta = new Headers({ "retry-after": String(err.retryAfterSeconds) });
+    return new ConnectError(`${err.message}; retry after ${err.retryAfterSeconds} s`, Code.ResourceExhausted, meta, undefined, err);
+  }
   if (err instanceof QueueFullError) return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
+  if (err instanceof UnauthenticatedError) return new ConnectError(err.message, Code.Unauthenticated, undefined, undefined, err);
+  if (err instanceof PermissionDeniedError) return new ConnectError(err.message, Code.PermissionDenied, undefined, undefined, err);
+  if (err instanceof ConflictError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
+  if (err instanceof FailedPreconditionError) return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
   logger.error({ err, rpc }, "rpc failed");
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
 }

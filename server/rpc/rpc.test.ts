@@ -11,6 +11,8 @@ import { testServices } from "../testing/services.js";
 import { createAdminServiceImpl } from "./admin-service.js";
 import { createAgentServiceImpl } from "./agent-service.js";
 import { errorInterceptor } from "./errors.js";
+import { authInterceptor } from "./auth.js";
+import { bearer } from "../testing/credentials.js";
 
 let cleanup: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -18,20 +20,32 @@ afterEach(async () => {
   cleanup = [];
 });
 
-function setup() {
+/** In-memory services with the auth interceptor; `admin` has an admin token, `agent` the key of web-01. */
+async function setup() {
   const s = testServices();
-  const transport = createRouterTransport(
-    (router) => {
-      router.service(AgentService, createAgentServiceImpl(s));
-      router.service(AdminService, createAdminServiceImpl(s));
-    },
-    { router: { interceptors: [errorInterceptor(silentLogger())] } },
-  );
+  const transport = (token: string) =>
+    createRouterTransport(
+      (router) => {
+        router.service(AgentService, createAgentServiceImpl(s));
+        router.service(AdminService, createAdminServiceImpl(s));
+      },
+      {
+        router: { interceptors: [errorInterceptor(silentLogger()), authInterceptor(s.auth, silentLogger())] },
+        transport: { interceptors: [bearer(token)] },
+      },
+    );
   cleanup.push(async () => {
     s.commands.stop();
+    s.access.stop();
     await s.store.close();
   });
-  return { s, agent: createClient(AgentService, transport), admin: createClient(AdminService, transport) };
+  const agentFor = async (host: string) => createClient(AgentService, transport(await s.agentKey(host)));
+  return {
+    s,
+    agent: await agentFor("web-01"),
+    agentFor,
+    admin: createClient(AdminService, transport(await s.token("admin"))),
+  };
 }
 
 function batch(seq: bigint, hostname = "web-01"): MetricBatch {
@@ -59,19 +73,18 @@ async function codeOf(p: Promise<unknown>): Promise<Code | undefined> {
 
 describe("AgentService and AdminService (in memory)", () => {
   it("registers, streams batches, acknowledges them and drops replays", async () => {
-    const { s, agent, admin } = setup();
+    const { s, agent, admin } = await setup();
     await agent.register({ host: create(HostInfoSchema, { hostname: "web-01", os: "linux" }), collectors: ["memory"] });
     async function* batches() {
       yield { batch: batch(1n) };
       yield { batch: batch(2n) };
       yield { batch: batch(1n) }; // replay
-      yield { batch: batch(3n, "someone-else") }; // another host: stored under its own name
       yield { batch: create(MetricBatchSchema, { hostname: "", sessionId: "x", sequence: 4n }) };
     }
     const res = await agent.streamMetrics(batches());
-    expect(res.ackedSequences).toEqual([1n, 2n, 1n, 3n]);
+    expect(res.ackedSequences).toEqual([1n, 2n, 1n]);
     expect(res.duplicateBatches).toBe(1);
-    expect(res.storedEnvelopes).toBe(3);
+    expect(res.storedEnvelopes).toBe(2);
     expect(res.rejectedSequences).toEqual([4n]);
     expect(res.rejectedReason).toBe("Missing hostname");
     expect(await s.store.countEnvelopes("web-01")).toBe(2);
@@ -85,7 +98,7 @@ describe("AgentService and AdminService (in memory)", () => {
   });
 
   it("pushes a batch unary and refuses invalid ones with InvalidArgument", async () => {
-    const { s, agent } = setup();
+    const { s, agent } = await setup();
     expect((await agent.pushMetrics({ batch: batch(9n) })).storedEnvelopes).toBe(1);
     expect((await agent.pushMetrics({ batch: batch(9n) })).duplicate).toBe(true);
     const wrongHost = batch(10n);
@@ -99,7 +112,7 @@ describe("AgentService and AdminService (in memory)", () => {
   });
 
   it("ignores envelopes without a known payload", async () => {
-    const { s, agent } = setup();
+    const { s, agent } = await setup();
     const b = batch(1n);
     b.envelopes.push(create(MetricEnvelopeSchema, { type: "gpu_temp_future" }));
     const r = await agent.pushMetrics({ batch: b });
@@ -108,7 +121,7 @@ describe("AgentService and AdminService (in memory)", () => {
   });
 
   it("pushes a command over CommandPoll the moment it is queued and stores the result", async () => {
-    const { agent, admin } = setup();
+    const { agent, admin, agentFor } = await setup();
     await agent.register({ host: create(HostInfoSchema, { hostname: "web-01" }) });
     const ac = new AbortController();
     const stream = agent.commandPoll({ hostname: "web-01" }, { signal: ac.signal })[Symbol.asyncIterator]();
@@ -145,7 +158,7 @@ describe("AgentService and AdminService (in memory)", () => {
   });
 
   it("maps domain errors to codes", async () => {
-    const { agent, admin } = setup();
+    const { agent, admin, agentFor } = await setup();
     expect(await codeOf(admin.triggerListMounts({ hostname: "ghost" }))).toBe(Code.NotFound);
     expect(await codeOf(admin.triggerListMounts({ hostname: "" }))).toBe(Code.InvalidArgument);
     expect(await codeOf(admin.getCommand({ commandId: "nope" }))).toBe(Code.NotFound);
@@ -153,7 +166,7 @@ describe("AgentService and AdminService (in memory)", () => {
     for (let i = 0; i < 10; i++) await admin.triggerListMounts({ hostname: "web-01" });
     expect(await codeOf(admin.triggerListMounts({ hostname: "web-01" }))).toBe(Code.ResourceExhausted);
     expect(await codeOf(admin.triggerNetwork({ hostname: "web-01" }))).toBe(Code.InvalidArgument);
-    const poll = agent.commandPoll({ hostname: "ghost" });
+    const poll = (await agentFor("ghost")).commandPoll({ hostname: "ghost" });
     expect(await codeOf((async () => { for await (const _ of poll) break; })())).toBe(Code.FailedPrecondition);
     expect(await codeOf(agent.commandResult({ hostname: "web-01", outcome: { commandId: "nope" } }))).toBe(Code.NotFound);
   });
@@ -161,16 +174,16 @@ describe("AgentService and AdminService (in memory)", () => {
 
 describe("audit trail", () => {
   it("lists commands newest first with who asked, per host or for all", async () => {
-    const { agent, admin } = setup();
-    for (const h of ["a-01", "b-01"]) await agent.register({ host: create(HostInfoSchema, { hostname: h }) });
+    const { agent, admin, agentFor } = await setup();
+    for (const h of ["a-01", "b-01"]) await (await agentFor(h)).register({ host: create(HostInfoSchema, { hostname: h }) });
     await admin.triggerListMounts({ hostname: "a-01" });
     await admin.triggerDisk({ hostname: "b-01", params: { path: "/srv" } });
     await admin.triggerNetwork({ hostname: "a-01", params: { action: NetworkAction.NETSTAT } });
     const all = await admin.listCommands({});
     expect(all.commands.map((c) => [c.hostname, c.command?.type, c.requestedBy])).toEqual([
-      ["a-01", CommandType.NETWORK_DIAG, "connect"],
-      ["b-01", CommandType.DISK_USAGE, "connect"],
-      ["a-01", CommandType.LIST_MOUNTS, "connect"],
+      ["a-01", CommandType.NETWORK_DIAG, "test-admin-1"],
+      ["b-01", CommandType.DISK_USAGE, "test-admin-1"],
+      ["a-01", CommandType.LIST_MOUNTS, "test-admin-1"],
     ]);
     const one = await admin.listCommands({ hostname: "b-01", limit: 5 });
     expect(one.commands.map((c) => c.command?.params.case)).toEqual(["diskUsage"]);

@@ -17,7 +17,7 @@ import {
   type MetricEnvelope,
 } from "../../gen/spectra/v1/metrics_pb.js";
 import { QueueFullError } from "../errors.js";
-import type { BatchWrite, ChunkRow, RollupRow, Store } from "./store.js";
+import type { AgentAccessRecord, BatchWrite, ChunkRow, EnrollmentTokenRecord, RollupRow, Store } from "./store.js";
 
 /** How the contract suite gets a backend: a fresh empty store, and the same store reopened (persistence). */
 export interface StoreFactory {
@@ -88,6 +88,36 @@ function command(id: string) {
     params: { case: "listMounts", value: {} },
     createdAt: timestampFromMs(1_000),
   });
+}
+
+function accessRecord(hostname: string, over: Partial<AgentAccessRecord> = {}): AgentAccessRecord {
+  return {
+    hostname,
+    version: 0,
+    state: "pending",
+    labels: {},
+    keyUsed: false,
+    keyPickup: false,
+    diagnostics: [],
+    createdAtMs: 1_000,
+    updatedAtMs: 1_000,
+    ...over,
+  };
+}
+
+function enrollmentToken(id: string, over: Partial<EnrollmentTokenRecord> = {}): EnrollmentTokenRecord {
+  return {
+    id,
+    name: `token ${id}`,
+    secretHash: "ab".repeat(32),
+    singleUse: true,
+    autoApprove: false,
+    createdAtMs: 1_000,
+    labels: {},
+    uses: 0,
+    createdBy: "test",
+    ...over,
+  };
 }
 
 /** The behaviour every Store backend must have. */
@@ -547,6 +577,155 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await store.close();
     });
 
+    it("records many agents' contact at once, never backwards, and leaves it to them (not to batches)", async () => {
+      const store = await factory.open();
+      await store.upsertAgent(host, ["cpu"], 1_000);
+      await store.upsertAgent(create(HostInfoSchema, { hostname: "db-01" }), [], 1_000);
+      const status = create(CollectorStatusSchema, { name: "cpu", health: CollectorHealth.ERROR, error: "boom" });
+      await store.writeBatch({ ...batch(1n, [cpu(9_000, 1)]), receivedAtMs: 9_000, collectorStatus: [status] });
+      expect(await store.getAgent("web-01")).toMatchObject({ lastSeenMs: 1_000, collectorStatus: [] });
+      await store.touchAgents([
+        { hostname: "web-01", atMs: 5_000, collectorStatus: [status] },
+        { hostname: "db-01", atMs: 4_000 },
+        { hostname: "ghost", atMs: 4_000 },
+      ]);
+      await store.touchAgents([
+        { hostname: "web-01", atMs: 3_000 },
+        { hostname: "db-01", atMs: 6_000, collectorStatus: [] },
+      ]);
+      await store.touchAgents([]);
+      const web = await store.getAgent("web-01");
+      expect(web).toMatchObject({ lastSeenMs: 5_000, registeredAtMs: 1_000 });
+      expect(web!.collectorStatus[0]).toMatchObject({ name: "cpu", health: CollectorHealth.ERROR, error: "boom" });
+      expect(await store.getAgent("db-01")).toMatchObject({ lastSeenMs: 6_000, collectorStatus: [] });
+      expect(await store.getAgent("ghost")).toBeUndefined();
+      await store.close();
+    });
+
+    it("keeps a status timeline per agent: changes only, in time order, with the status in force before a range", async () => {
+      const store = await factory.open();
+      const rec = (hostname: string, status: "online" | "stale" | "offline", atMs: number) => store.recordAgentStatus({ hostname, status, atMs });
+      expect(await rec("web-01", "online", 1_000)).toBe(true);
+      expect(await rec("web-01", "online", 2_000)).toBe(false); // a repeat is not a change
+      expect(await rec("web-01", "stale", 16_000)).toBe(true);
+      expect(await rec("web-01", "offline", 61_000)).toBe(true);
+      expect(await rec("web-01", "stale", 50_000)).toBe(false); // older than the latest change
+      expect(await rec("web-01", "online", 90_000)).toBe(true);
+      expect(await rec("db-01", "offline", 5_000)).toBe(true);
+      expect(await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 100_000, limit: 100 })).toEqual({
+        changes: [
+          { hostname: "web-01", status: "online", atMs: 1_000 },
+          { hostname: "web-01", status: "stale", atMs: 16_000 },
+          { hostname: "web-01", status: "offline", atMs: 61_000 },
+          { hostname: "web-01", status: "online", atMs: 90_000 },
+        ],
+      });
+      // The status in force at 20 s was stale (since 16 s); then the changes in [20 s, 80 s].
+      expect(await store.agentTimeline({ hostname: "web-01", fromMs: 20_000, toMs: 80_000, limit: 100 })).toEqual({
+        initial: { hostname: "web-01", status: "stale", atMs: 16_000 },
+        changes: [{ hostname: "web-01", status: "offline", atMs: 61_000 }],
+      });
+      // A change exactly at the start belongs to the range; limit keeps the oldest.
+      const at = await store.agentTimeline({ hostname: "web-01", fromMs: 16_000, toMs: 100_000, limit: 2 });
+      expect(at.initial?.status).toBe("online");
+      expect(at.changes.map((c) => c.atMs)).toEqual([16_000, 61_000]);
+      expect(await store.agentTimeline({ hostname: "nobody", fromMs: 0, toMs: 100_000, limit: 10 })).toEqual({ changes: [] });
+      expect(await store.latestAgentStatuses()).toEqual([
+        { hostname: "db-01", status: "offline", atMs: 5_000 },
+        { hostname: "web-01", status: "online", atMs: 90_000 },
+      ]);
+      await store.close();
+    });
+
+    it("stores each change once when many writers race", async () => {
+      const store = await factory.open();
+      // Several servers noticing the same change at once: one of them stores it.
+      const results = await Promise.all(
+        [0, 1, 2, 3, 4, 5].map((i) => store.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 5_000 + (i % 2) })),
+      );
+      expect(results.filter(Boolean)).toHaveLength(1);
+      expect((await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 10_000, limit: 100 })).changes).toHaveLength(1);
+      await store.close();
+    });
+
+    it("removes an agent: commands expired with the reason, agent and access gone, data kept or deleted", async () => {
+      const store = await factory.open();
+      for (const h of ["web-01", "db-01"]) {
+        await store.upsertAgent(create(HostInfoSchema, { hostname: h }), ["cpu"], 1_000);
+        await store.putAgentAccess(accessRecord(h, { state: "approved", keyId: `key-${h}`, keyHash: "ab".repeat(32) }), undefined);
+        await store.writeBatch(batch(1n, [cpu(T0, 1), procs(T0, 3, h)], "s", h));
+        await store.recordAgentStatus({ hostname: h, status: "online", atMs: 1_000 });
+        const [sid] = await store.ensureSeries([{ hostname: h, metric: "cpu.usage", labels: "" }]);
+        await store.commitFlush({
+          chunks: [{ seriesId: sid!, minT: T0, maxT: T0 + 1, count: 1, data: bytes(1) }],
+          rollups: [{ tier: "1m", seriesId: sid!, windowStart: T0, data: bytes(2) }, { tier: "1h", seriesId: sid!, windowStart: T0, data: bytes(3) }],
+          flushed: [],
+          latest: [{ hostname: h, type: "cpu", key: "", timestampMs: T0, payload: toBinary(MetricEnvelopeSchema, cpu(T0, 1)) }],
+        });
+      }
+      await store.enqueueCommand({ command: command("q1"), hostname: "web-01", createdAtMs: 1_000, requestedBy: "test" }, 10);
+      await store.enqueueCommand({ command: command("q2"), hostname: "web-01", createdAtMs: 1_001, requestedBy: "test" }, 10);
+      await store.enqueueCommand({ command: command("d1"), hostname: "db-01", createdAtMs: 1_002, requestedBy: "test" }, 10);
+      await store.claimNextCommand("web-01", 2_000); // q1 delivered, q2 queued
+
+      // Data kept: only the registration, the access record and the queue go.
+      const kept = await store.removeAgent("web-01", { atMs: 3_000, reason: "agent removed by test", deleteData: false });
+      expect(kept).toEqual({ agent: true, access: true, expiredCommands: ["q1", "q2"], series: 0, snapshots: 0, timeline: 0 });
+      for (const id of ["q1", "q2"]) {
+        const c = await store.getCommand(id);
+        expect(c).toMatchObject({ state: CommandState.EXPIRED, finishedAtMs: 3_000 });
+        expect(c!.outcome).toMatchObject({ commandId: id, type: CommandType.LIST_MOUNTS, error: "agent removed by test" });
+      }
+      expect(await store.getAgent("web-01")).toBeUndefined();
+      expect(await store.getAgentAccess("web-01")).toBeUndefined();
+      expect(await store.findAgentAccessByKeyId("key-web-01")).toBeUndefined();
+      expect(await store.countPendingCommands("web-01")).toBe(0);
+      const sid = (await store.listSeries({ hostname: "web-01" }))[0]!.id;
+      expect(chunkView(await store.readChunks([sid], T0, T0 + 1))).toHaveLength(1);
+      expect(await store.readRollups("1h", [sid], T0, T0)).toHaveLength(1);
+      expect(await store.listEnvelopes({ hostname: "web-01", limit: 10 })).toHaveLength(1);
+      expect(await store.latest("web-01")).toHaveLength(1);
+      expect((await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 10_000, limit: 10 })).changes).toHaveLength(1);
+      expect((await store.writeBatch(batch(1n, [cpu(T0, 1)], "s", "web-01"))).duplicate).toBe(true);
+
+      // Again with its data: everything of the host goes, nothing of the other host.
+      const gone = await store.removeAgent("web-01", { atMs: 4_000, reason: "agent removed by test", deleteData: true });
+      expect(gone).toEqual({ agent: false, access: false, expiredCommands: [], series: 1, snapshots: 1, timeline: 1 });
+      expect(await store.listSeries({ hostname: "web-01" })).toEqual([]);
+      expect(await store.readChunks([sid], 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+      expect(await store.readRollups("1m", [sid], 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+      expect(await store.readRollups("1h", [sid], 0, Number.MAX_SAFE_INTEGER)).toEqual([]);
+      expect(await store.listEnvelopes({ hostname: "web-01", limit: 10 })).toEqual([]);
+      expect(await store.latest("web-01")).toEqual([]);
+      expect(await store.countEnvelopes("web-01")).toBe(0);
+      expect((await store.readWal(0, 100)).map((w) => w.hostname)).toEqual(["db-01"]);
+      expect(await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 10_000, limit: 10 })).toEqual({ changes: [] });
+      expect((await store.writeBatch(batch(1n, [cpu(T0, 1)], "s", "web-01"))).duplicate).toBe(false); // replay keys gone too
+      // The audit trail stays.
+      expect((await store.listCommands({ hostname: "web-01", limit: 10 })).map((c) => c.command.id).sort()).toEqual(["q1", "q2"]);
+
+      // The other host is untouched.
+      expect(await store.getAgent("db-01")).toBeDefined();
+      expect(await store.getAgentAccess("db-01")).toBeDefined();
+      expect(await store.getCommand("d1")).toMatchObject({ state: CommandState.QUEUED });
+      const other = (await store.listSeries({ hostname: "db-01" }))[0]!.id;
+      expect(await store.readChunks([other], T0, T0 + 1)).toHaveLength(1);
+      expect(await store.readRollups("1m", [other], T0, T0)).toHaveLength(1);
+      expect(await store.listEnvelopes({ hostname: "db-01", limit: 10 })).toHaveLength(1);
+      expect(await store.latest("db-01")).toHaveLength(1);
+      expect(await store.countEnvelopes("db-01")).toBe(2);
+      expect(await store.latestAgentStatuses()).toEqual([{ hostname: "db-01", status: "online", atMs: 1_000 }]);
+      expect(await store.removeAgent("nobody", { atMs: 5_000, reason: "x", deleteData: true })).toEqual({
+        agent: false,
+        access: false,
+        expiredCommands: [],
+        series: 0,
+        snapshots: 0,
+        timeline: 0,
+      });
+      await store.close();
+    });
+
     it("queues commands in order, caps the queue, delivers each once", async () => {
       const store = await factory.open();
       for (let i = 0; i < 3; i++) await store.enqueueCommand({ command: command(`c${i}`), hostname: "web-01", createdAtMs: 1_000 + i, requestedBy: "test" }, 3);
@@ -598,6 +777,129 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       const a = await store.getCommand("a");
       expect(a!.outcome!.result).toMatchObject({ case: "listMounts" });
       expect(await store.getCommand("nope")).toBeUndefined();
+      await store.close();
+    });
+
+    it("stores admin tokens: unique names, listing, last use, revocation by id or name", async () => {
+      const store = await factory.open();
+      const base = { role: "admin" as const, secretHash: "00".repeat(32), createdAtMs: 1_000, createdBy: "bootstrap" };
+      expect(await store.countAdminTokens()).toBe(0);
+      expect(await store.createAdminToken({ id: "0000000000000001", name: "ops", ...base })).toBe(true);
+      expect(await store.createAdminToken({ id: "0000000000000002", name: "ops", ...base })).toBe(false);
+      expect(await store.createAdminToken({ id: "0000000000000003", name: "alice", ...base, role: "viewer" })).toBe(true);
+      expect(await store.countAdminTokens()).toBe(2);
+      expect((await store.listAdminTokens()).map((t) => [t.name, t.role])).toEqual([["alice", "viewer"], ["ops", "admin"]]);
+      expect(await store.getAdminToken("0000000000000001")).toEqual({ id: "0000000000000001", name: "ops", ...base });
+      expect(await store.getAdminToken("0000000000000002")).toBeUndefined();
+      await store.touchAdminToken("0000000000000001", 5_000);
+      await store.touchAdminToken("0000000000000001", 4_000); // never backwards
+      expect((await store.getAdminToken("0000000000000001"))?.lastUsedMs).toBe(5_000);
+      expect(await store.revokeAdminToken("alice", 6_000)).toMatchObject({ id: "0000000000000003", revokedAtMs: 6_000 });
+      expect(await store.revokeAdminToken("0000000000000001", 7_000)).toMatchObject({ name: "ops", revokedAtMs: 7_000 });
+      expect(await store.revokeAdminToken("0000000000000001", 8_000)).toMatchObject({ revokedAtMs: 7_000 }); // idempotent
+      expect(await store.revokeAdminToken("nobody", 8_000)).toBeUndefined();
+      expect(await store.countAdminTokens()).toBe(2); // revoked ones count: the bootstrap token is made once
+      await store.close();
+    });
+
+    it("stores enrollment tokens newest first and revokes them", async () => {
+      const store = await factory.open();
+      await store.createEnrollmentToken(enrollmentToken("e1", { labels: { site: "lab" }, expiresAtMs: 9_000 }));
+      await store.createEnrollmentToken(enrollmentToken("e2", { createdAtMs: 2_000, singleUse: false, autoApprove: true }));
+      expect((await store.listEnrollmentTokens()).map((t) => t.id)).toEqual(["e2", "e1"]);
+      expect(await store.getEnrollmentToken("e1")).toEqual(enrollmentToken("e1", { labels: { site: "lab" }, expiresAtMs: 9_000 }));
+      expect(await store.getEnrollmentToken("e2")).toMatchObject({ singleUse: false, autoApprove: true, uses: 0 });
+      expect(await store.revokeEnrollmentToken("e2", 3_000)).toBe(true);
+      expect(await store.revokeEnrollmentToken("e2", 4_000)).toBe(true);
+      expect((await store.getEnrollmentToken("e2"))?.revokedAtMs).toBe(3_000);
+      expect(await store.revokeEnrollmentToken("nope", 4_000)).toBe(false);
+      await store.close();
+    });
+
+    it("writes agent access records with optimistic concurrency and finds them by key and enrollment", async () => {
+      const store = await factory.open();
+      const full = accessRecord("web-01", {
+        state: "approved",
+        enrollmentId: "enr-1",
+        enrollmentSecretHash: "11".repeat(32),
+        tokenId: "e1",
+        labels: { site: "lab", tier: "web" },
+        requestedHost: host,
+        keyId: "00000000000000aa",
+        keyHash: "22".repeat(32),
+        keyUsed: true,
+        keyPickup: false,
+        nextKeyId: "00000000000000bb",
+        nextKeyHash: "33".repeat(32),
+        nextKeyIssuedMs: 3_000,
+        rotationRequestedMs: 2_500,
+        reportIntervalMs: 5_000,
+        diagnostics: ["fetch_logs", "disk_usage"],
+      });
+      expect(await store.putAgentAccess(full, undefined)).toEqual({ ok: true, version: 1 });
+      expect(await store.putAgentAccess(full, undefined)).toEqual({ ok: false, reason: "conflict" });
+      const got = await store.getAgentAccess("web-01");
+      expect(got).toEqual({ ...full, version: 1 });
+      expect(await store.findAgentAccessByKeyId("00000000000000aa")).toEqual(got);
+      expect(await store.findAgentAccessByKeyId("00000000000000bb")).toEqual(got);
+      expect(await store.findAgentAccessByKeyId("00000000000000cc")).toBeUndefined();
+      expect(await store.findAgentAccessByEnrollmentId("enr-1")).toEqual(got);
+      expect(await store.findAgentAccessByEnrollmentId("enr-2")).toBeUndefined();
+      // The rotation completes: next becomes current, optional fields cleared.
+      const promoted: AgentAccessRecord = { ...got!, keyId: "00000000000000bb", keyHash: "33".repeat(32) };
+      delete promoted.nextKeyId;
+      delete promoted.nextKeyHash;
+      delete promoted.nextKeyIssuedMs;
+      delete promoted.rotationRequestedMs;
+      expect(await store.putAgentAccess(promoted, 1)).toEqual({ ok: true, version: 2 });
+      expect(await store.putAgentAccess({ ...promoted, state: "revoked" }, 1)).toEqual({ ok: false, reason: "conflict" });
+      expect(await store.getAgentAccess("web-01")).toEqual({ ...promoted, version: 2 });
+      expect(await store.findAgentAccessByKeyId("00000000000000aa")).toBeUndefined();
+      expect(await store.putAgentAccess(accessRecord("db-01"), 4)).toEqual({ ok: false, reason: "conflict" });
+      expect(await store.putAgentAccess(accessRecord("db-01"), undefined)).toEqual({ ok: true, version: 1 });
+      expect(await store.getAgentAccess("db-01")).toEqual({ ...accessRecord("db-01"), version: 1 });
+      expect((await store.listAgentAccess()).map((r) => r.hostname)).toEqual(["db-01", "web-01"]);
+      expect(await store.deleteAgentAccess("db-01")).toBe(true);
+      expect(await store.deleteAgentAccess("db-01")).toBe(false);
+      expect(await store.getAgentAccess("db-01")).toBeUndefined();
+      await store.close();
+    });
+
+    it("consumes an enrollment token with the write, or writes nothing", async () => {
+      const store = await factory.open();
+      await store.createEnrollmentToken(enrollmentToken("single"));
+      await store.createEnrollmentToken(enrollmentToken("multi", { singleUse: false }));
+      await store.createEnrollmentToken(enrollmentToken("expired", { singleUse: false, expiresAtMs: 5_000 }));
+      await store.createEnrollmentToken(enrollmentToken("revoked", { singleUse: false }));
+      await store.revokeEnrollmentToken("revoked", 2_000);
+      const use = (id: string, atMs = 4_000) => ({ id, atMs });
+      expect(await store.putAgentAccess(accessRecord("a"), undefined, use("single"))).toEqual({ ok: true, version: 1 });
+      expect(await store.putAgentAccess(accessRecord("b"), undefined, use("single"))).toEqual({ ok: false, reason: "token-unusable" });
+      expect(await store.getAgentAccess("b")).toBeUndefined();
+      expect((await store.getEnrollmentToken("single"))?.uses).toBe(1);
+      expect(await store.putAgentAccess(accessRecord("b"), undefined, use("multi"))).toMatchObject({ ok: true });
+      expect(await store.putAgentAccess(accessRecord("c"), undefined, use("multi"))).toMatchObject({ ok: true });
+      expect((await store.getEnrollmentToken("multi"))?.uses).toBe(2);
+      // A conflict rolls the token use back.
+      expect(await store.putAgentAccess(accessRecord("c"), undefined, use("multi"))).toEqual({ ok: false, reason: "conflict" });
+      expect((await store.getEnrollmentToken("multi"))?.uses).toBe(2);
+      expect(await store.putAgentAccess(accessRecord("d"), undefined, use("expired", 4_999))).toMatchObject({ ok: true });
+      expect(await store.putAgentAccess(accessRecord("e"), undefined, use("expired", 5_000))).toEqual({ ok: false, reason: "token-unusable" });
+      expect(await store.putAgentAccess(accessRecord("e"), undefined, use("revoked"))).toEqual({ ok: false, reason: "token-unusable" });
+      expect(await store.putAgentAccess(accessRecord("e"), undefined, use("unknown"))).toEqual({ ok: false, reason: "token-unusable" });
+      expect(await store.getAgentAccess("e")).toBeUndefined();
+      await store.close();
+    });
+
+    it("lets exactly one of many racing enrollments use a single-use token", async () => {
+      const store = await factory.open();
+      await store.createEnrollmentToken(enrollmentToken("race"));
+      const hosts = Array.from({ length: 8 }, (_, i) => `racer-${i}`);
+      const results = await Promise.all(hosts.map((h) => store.putAgentAccess(accessRecord(h), undefined, { id: "race", atMs: 2_000 })));
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok && r.reason === "token-unusable")).toHaveLength(7);
+      expect(await store.listAgentAccess()).toHaveLength(1);
+      expect((await store.getEnrollmentToken("race"))?.uses).toBe(1);
       await store.close();
     });
 

@@ -2,6 +2,7 @@ import type { HostInfo } from "../../gen/spectra/v1/agent_service_pb.js";
 import type { Command, CommandOutcome, CommandState } from "../../gen/spectra/v1/diagnostics_pb.js";
 export { QueueFullError } from "../errors.js";
 import type { CollectorStatus, MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import type { RoleName } from "../auth/credentials.js";
 
 /** A batch ready to store: validated envelopes, hostname filled in. */
 export interface BatchWrite {
@@ -10,6 +11,7 @@ export interface BatchWrite {
   sessionId: string;
   sequence: bigint;
   envelopes: MetricEnvelope[];
+  /** Not written by writeBatch: the presence tracker keeps it with the agent's last contact (see touchAgents). */
   collectorStatus: CollectorStatus[];
   receivedAtMs: number;
 }
@@ -123,6 +125,38 @@ export interface AgentRecord {
   collectorStatus: CollectorStatus[];
 }
 
+/** An agent's derived status (server/agents/presence.ts): from its last contact and its report interval. */
+export type AgentStatusName = "online" | "stale" | "offline";
+
+/** One entry of an agent's status timeline: from `atMs` on, the agent had `status`. */
+export interface AgentStatusChange {
+  hostname: string;
+  status: AgentStatusName;
+  atMs: number;
+}
+
+/** An agent's last contact as the presence tracker persists it (and its collector status, when it reported one). */
+export interface AgentContact {
+  hostname: string;
+  atMs: number;
+  /** Replaces the stored collector status when given (non-empty). */
+  collectorStatus?: CollectorStatus[];
+}
+
+/** What {@link Store.removeAgent} removed. */
+export interface AgentRemoval {
+  /** There was an `agents` row (the agent had registered). */
+  agent: boolean;
+  /** There was an access record (enrollment state, keys): it is gone, so its keys no longer authenticate. */
+  access: boolean;
+  /** Ids of the queued or delivered commands that were expired. */
+  expiredCommands: string[];
+  /** With deleteData: how many series (with their chunks and rollups), snapshots and timeline entries were deleted. */
+  series: number;
+  snapshots: number;
+  timeline: number;
+}
+
 /** A command as stored. */
 export interface CommandRecord {
   command: Command;
@@ -136,12 +170,95 @@ export interface CommandRecord {
   outcome?: CommandOutcome;
 }
 
+/** An admin token as stored: never its secret, only the secret's hash. */
+export interface AdminTokenRecord {
+  /** The public part of the token (`spt_<id>_…`). */
+  id: string;
+  /** Unique; recorded in the audit trail. */
+  name: string;
+  role: RoleName;
+  secretHash: string;
+  createdAtMs: number;
+  /** Who created it: an admin token's name, "cli" or "bootstrap". */
+  createdBy: string;
+  lastUsedMs?: number;
+  revokedAtMs?: number;
+}
+
+/** An enrollment token as stored. */
+export interface EnrollmentTokenRecord {
+  id: string;
+  name: string;
+  secretHash: string;
+  singleUse: boolean;
+  /** Agents enrolling with it (for the first time) are approved at once. */
+  autoApprove: boolean;
+  createdAtMs: number;
+  /** Absent: never expires. */
+  expiresAtMs?: number;
+  /** Given to the agents that enroll with it. */
+  labels: Record<string, string>;
+  /** Enrollments started with it. */
+  uses: number;
+  revokedAtMs?: number;
+  createdBy: string;
+}
+
+/** Where an agent stands: the state of its latest enrollment, or revoked. */
+export type EnrollmentStateName = "pending" | "approved" | "denied" | "revoked";
+
+/**
+ * What the server knows about an agent's right to connect (linked to the `agents` metadata by hostname). Keys are
+ * stored as id + SHA-256 of the secret. A key is valid while `keyId` is set (revocation clears it), independent of
+ * the state of a later re-enrollment.
+ */
+export interface AgentAccessRecord {
+  hostname: string;
+  /** Bumped by every write; putAgentAccess compares it (optimistic concurrency). */
+  version: number;
+  state: EnrollmentStateName;
+  /** The latest enrollment (absent for an agent provisioned with a key directly). */
+  enrollmentId?: string;
+  enrollmentSecretHash?: string;
+  /** The enrollment token it used. */
+  tokenId?: string;
+  labels: Record<string, string>;
+  /** Host info sent with the enrollment (what an admin sees before approving). */
+  requestedHost?: HostInfo;
+  keyId?: string;
+  keyHash?: string;
+  /** The current key has authenticated at least once. */
+  keyUsed: boolean;
+  /** The enrollment was approved and its poller may collect a (fresh) key until one is used. */
+  keyPickup: boolean;
+  /** Rotation: the next key, issued (sent) at nextKeyIssuedMs; the current key stays valid until it is used. */
+  nextKeyId?: string;
+  nextKeyHash?: string;
+  nextKeyIssuedMs?: number;
+  /** An admin asked for a new key; it is issued at the agent's next command stream. */
+  rotationRequestedMs?: number;
+  /** How often the agent sends batches, as it reported. */
+  reportIntervalMs?: number;
+  /** Diagnostics its configuration allows, as it reported. */
+  diagnostics: string[];
+  createdAtMs: number;
+  updatedAtMs: number;
+}
+
+/** Outcome of {@link Store.putAgentAccess}. */
+export type PutAgentAccessResult =
+  | { ok: true; version: number }
+  /** conflict: the record changed (or appeared) since it was read; token-unusable: the token could not be consumed. */
+  | { ok: false; reason: "conflict" | "token-unusable" };
+
 /**
  * Channels of cross-process change notifications (see {@link Store.subscribe}): "command_queued" carries the
  * hostname whose queue got a command (new, or returned by requeue); "command_updated" the id of a command whose state
- * changed (delivered, returned, finished, expired).
+ * changed (delivered, returned, finished, expired); "agent_access_changed" the hostname whose access record was
+ * written or deleted (keys rotated or revoked: open streams of that agent look again); "host_data_deleted" the
+ * hostname whose data removeAgent deleted (other servers' time-series heads forget it).
  */
-export type StoreChannel = "command_queued" | "command_updated";
+export type StoreChannel = "command_queued" | "command_updated" | "agent_access_changed" | "host_data_deleted";
 
 /**
  * The one storage interface. Every backend passes the same contract suite (store-contract.ts).
@@ -189,6 +306,36 @@ export interface Store {
   upsertAgent(host: HostInfo, collectors: string[], atMs: number): Promise<void>;
   /** Records contact (and the collector status when given); no-op for unknown agents. */
   touchAgent(hostname: string, atMs: number, collectorStatus?: CollectorStatus[]): Promise<void>;
+  /**
+   * Records the contact of many agents at once, in one transaction (the presence tracker persists last contact every
+   * few seconds per agent, not per batch). Last contact never moves backwards; a collector status, when given,
+   * replaces the stored one; unknown agents are skipped.
+   */
+  touchAgents(contacts: AgentContact[]): Promise<void>;
+
+  /**
+   * Appends a change to the host's status timeline, unless it repeats the latest stored status of the host or is
+   * older than the latest stored change (several servers evaluating one agent store each change once; changes of one
+   * host are serialized across servers). Returns whether it was stored.
+   */
+  recordAgentStatus(change: AgentStatusChange): Promise<boolean>;
+  /**
+   * The host's timeline around [fromMs, toMs]: `initial` is the latest change before fromMs (the status in force at
+   * fromMs, absent when none), `changes` those with fromMs <= atMs <= toMs, oldest first, at most `limit`.
+   */
+  agentTimeline(q: { hostname: string; fromMs: number; toMs: number; limit: number }): Promise<{
+    initial?: AgentStatusChange;
+    changes: AgentStatusChange[];
+  }>;
+  /** The latest stored change of every host with a timeline, by hostname. */
+  latestAgentStatuses(): Promise<AgentStatusChange[]>;
+  /**
+   * Deregisters a host in one transaction: its queued and delivered commands become expired with `reason` as their
+   * outcome's error (the audit trail keeps them), its `agents` row and access record are deleted (its keys stop
+   * authenticating; other servers sharing the database are notified). With `deleteData`, also its series with their
+   * chunks and rollups, snapshots, latest envelopes, envelope count, replay keys, WAL rows and status timeline.
+   */
+  removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval>;
   getAgent(hostname: string): Promise<AgentRecord | undefined>;
   listAgents(): Promise<AgentRecord[]>;
 
@@ -210,6 +357,46 @@ export interface Store {
   countPendingCommands(hostname: string): Promise<number>;
   /** Marks queued/delivered commands created before `beforeMs` expired; returns their ids. */
   expireCommands(beforeMs: number, atMs: number): Promise<string[]>;
+
+  /** Stores a new admin token; false (nothing stored) when the name is taken. */
+  createAdminToken(rec: AdminTokenRecord): Promise<boolean>;
+  getAdminToken(id: string): Promise<AdminTokenRecord | undefined>;
+  /** Every admin token (revoked ones too), by name. */
+  listAdminTokens(): Promise<AdminTokenRecord[]>;
+  /** How many admin tokens exist, revoked ones included. */
+  countAdminTokens(): Promise<number>;
+  /** Revokes the token with this id, else the one with this name; returns it (undefined: none). Idempotent. */
+  revokeAdminToken(nameOrId: string, atMs: number): Promise<AdminTokenRecord | undefined>;
+  /** Records the token's use (last_used never moves backwards). */
+  touchAdminToken(id: string, atMs: number): Promise<void>;
+
+  createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void>;
+  getEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | undefined>;
+  /** Every enrollment token, newest first. */
+  listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]>;
+  /** Revokes it; false when there is no such token. Idempotent. */
+  revokeEnrollmentToken(id: string, atMs: number): Promise<boolean>;
+
+  getAgentAccess(hostname: string): Promise<AgentAccessRecord | undefined>;
+  /** The record whose current or next key has this id. */
+  findAgentAccessByKeyId(keyId: string): Promise<AgentAccessRecord | undefined>;
+  findAgentAccessByEnrollmentId(enrollmentId: string): Promise<AgentAccessRecord | undefined>;
+  /** Every access record, by hostname. */
+  listAgentAccess(): Promise<AgentAccessRecord[]>;
+  /**
+   * Writes `rec` (all fields but version) if the stored record's version is still `expectedVersion` (undefined:
+   * there must be no record for the host yet), setting version to expectedVersion + 1 (or 1). With `consumeToken`,
+   * in the same transaction, counts one use of that enrollment token, which must be unrevoked, unexpired at `atMs`
+   * and, when single-use, unused: of two enrollments racing for one single-use token exactly one succeeds, on every
+   * backend. Nothing is written unless both succeed.
+   */
+  putAgentAccess(
+    rec: AgentAccessRecord,
+    expectedVersion: number | undefined,
+    consumeToken?: { id: string; atMs: number },
+  ): Promise<PutAgentAccessResult>;
+  /** Removes a host's access record; false when there was none. */
+  deleteAgentAccess(hostname: string): Promise<boolean>;
 
   /**
    * Optional, for backends several server processes can share (PostgreSQL LISTEN/NOTIFY): calls `cb` for changes

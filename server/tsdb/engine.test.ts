@@ -294,3 +294,35 @@ function expectBuckets(got: Buckets, want: Buckets) {
   expect(got.lastT).toEqual(want.lastT);
   got.sum.forEach((s, i) => expect(s).toBeCloseTo(want.sum[i]!, 6));
 }
+
+describe("TsdbEngine.forgetHost", () => {
+  it("forgets a removed host: its series leave memory and later flushes do not write them back", async () => {
+    const h = new Harness();
+    await h.open();
+    for (let i = 0; i < 10; i++) {
+      await h.ingest([cpu(T0 + i * 5_000, i), disk(T0 + i * 5_000, "/", 50)], "h1");
+      await h.ingest([cpu(T0 + i * 5_000, i)], "h2");
+    }
+    await h.engine.flush();
+    await h.ingest([cpu(T0 + 60_000, 1)], "h1"); // in the head only
+    expect(h.engine.hosts()).toEqual(["h1", "h2"]);
+    const flushing = h.engine.flush(); // a flush running meanwhile finishes first
+    const r = await h.engine.forgetHost("h1", () => h.store.removeAgent("h1", { atMs: h.clock, reason: "test", deleteData: true }));
+    await flushing;
+    expect(r.series).toBeGreaterThan(0);
+    expect(h.engine.hosts()).toEqual(["h2"]);
+    expect(h.engine.select({ metric: "cpu.usage" }).map((s) => s.hostname)).toEqual(["h2"]);
+    expect(h.engine.select({ hostname: "h1" })).toEqual([]);
+    expect(await h.engine.latest("h1")).toEqual([]);
+    await h.engine.flush();
+    expect(h.rows("SELECT DISTINCT hostname FROM series ORDER BY hostname")).toEqual([{ hostname: "h2" }]);
+    expect(h.rows("SELECT count(*) AS n FROM wal WHERE hostname = 'h1'")).toEqual([{ n: 0 }]);
+    expect(h.rows("SELECT count(*) AS n FROM latest WHERE hostname = 'h1'")).toEqual([{ n: 0 }]);
+    // A restart finds nothing of h1 either.
+    await h.crashAndReopen();
+    expect(h.engine.hosts()).toEqual(["h2"]);
+    // The host may come back: it starts afresh.
+    await h.ingest([cpu(T0 + 70_000, 7)], "h1");
+    expect((await h.samples("cpu.usage")).v).toEqual([7]);
+  });
+});

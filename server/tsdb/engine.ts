@@ -81,7 +81,8 @@ export class TsdbEngine {
   private horizon: number | undefined;
   /** The hour being rolled up across flushes, and the series still to do. */
   private rollingHour: { start: number; todo: HeadSeries[] } | undefined;
-  private flushing: Promise<FlushStats> | undefined;
+  /** The running flush (or host removal): one at a time. */
+  private flushing: Promise<unknown> | undefined;
   private timers: NodeJS.Timeout[] = [];
   private closed = false;
 
@@ -274,14 +275,45 @@ export class TsdbEngine {
   }
 
   /** Writes the head to the store (one at a time; a call during a flush waits for it and flushes again). */
-  async flush(): Promise<FlushStats> {
+  flush(): Promise<FlushStats> {
+    return this.exclusive(() => this.flushOnce());
+  }
+
+  /** Runs `fn` when no flush (or other exclusive work) runs; flushes started meanwhile wait for it. */
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
     while (this.flushing) await this.flushing.catch(() => undefined);
-    this.flushing = this.flushOnce();
+    const p = fn();
+    this.flushing = p;
     try {
-      return await this.flushing;
+      return await p;
     } finally {
-      this.flushing = undefined;
+      if (this.flushing === p) this.flushing = undefined;
     }
+  }
+
+  /**
+   * Forgets a host (its agent was removed with its data): runs `deleteStored` (which deletes the host's series,
+   * chunks, rollups and WAL rows from the store) while no flush runs, then drops the host's series, latest envelopes
+   * and caches from memory, so no later flush writes them back and queries no longer list it. Without
+   * `deleteStored` only memory is cleared (another server deleted the data).
+   */
+  forgetHost(hostname: string): Promise<void>;
+  forgetHost<T>(hostname: string, deleteStored: () => Promise<T>): Promise<T>;
+  forgetHost<T>(hostname: string, deleteStored?: () => Promise<T>): Promise<T | undefined> {
+    return this.exclusive(async () => {
+      const result = deleteStored ? await deleteStored() : undefined;
+      for (const s of this.byHost.get(hostname) ?? []) {
+        this.series.delete(`${s.hostname}\u0000${s.metric}\u0000${s.labelsText}`);
+        const m = this.byMetric.get(s.metric);
+        m?.delete(s);
+        if (m && m.size === 0) this.byMetric.delete(s.metric);
+      }
+      this.byHost.delete(hostname);
+      this.groupCache.delete(hostname);
+      this.latestEnv.delete(hostname);
+      if (this.rollingHour) this.rollingHour.todo = this.rollingHour.todo.filter((s) => s.hostname !== hostname);
+      return result;
+    });
   }
 
   private async flushOnce(): Promise<FlushStats> {

@@ -40,11 +40,11 @@ export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNe
       await Promise.all(
         names.map(async (name) => {
           const dir = `${classNet}/${name}`;
-          const [address, mtu, speed] = await Promise.all([
-            readSmall(`${dir}/address`),
-            readSmall(`${dir}/mtu`),
-            readSmall(`${dir}/speed`),
-          ]);
+          // `address` and `mtu` are plain attributes (no lock): read synchronously, a few µs each. `speed` takes
+          // RTNL (the kernel retries until it gets it), so it stays in the thread pool.
+          const address = readSmallSync(`${dir}/address`);
+          const mtu = readSmallSync(`${dir}/mtu`);
+          const speed = await readSmall(`${dir}/speed`);
           next.set(name, { mac: address?.trim().toLowerCase() ?? "", mtu: parseMtu(mtu), speedMbps: parseLinkSpeed(speed) });
         }),
       );
@@ -80,11 +80,37 @@ export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNe
   };
 }
 
-/** A small sysfs attribute, or undefined when it cannot be read (absent, EINVAL for speed of a down link). */
-async function readSmall(path: string): Promise<string | undefined> {
+/** Sysfs attributes read here are one short line; a page is the most sysfs returns for one. */
+const ATTR_BYTES = 4096;
+const attrBuf = Buffer.allocUnsafe(ATTR_BYTES);
+
+/** A small sysfs attribute that takes no lock, or undefined when it cannot be read. */
+function readSmallSync(path: string): string | undefined {
+  let fd: number | undefined;
   try {
-    return await fs.promises.readFile(path, "latin1");
+    fd = fs.openSync(path, "r");
+    const n = fs.readSync(fd, attrBuf, 0, ATTR_BYTES, 0);
+    return attrBuf.toString("latin1", 0, n);
   } catch {
     return undefined;
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
+}
+
+/**
+ * A small sysfs attribute, read in the thread pool, or undefined when it cannot be read (absent, EINVAL for speed
+ * of a down link). open/read/close with callbacks: about half the CPU of `fs.promises.readFile` (which adds an
+ * fstat, a second read and the FileHandle machinery).
+ */
+function readSmall(path: string): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    fs.open(path, "r", (err, fd) => {
+      if (err) return resolve(undefined);
+      const buf = Buffer.allocUnsafe(ATTR_BYTES);
+      fs.read(fd, buf, 0, ATTR_BYTES, 0, (readErr, n) => {
+        fs.close(fd, () => resolve(readErr ? undefined : buf.toString("latin1", 0, n)));
+      });
+    });
+  });
 }

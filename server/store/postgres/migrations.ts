@@ -127,6 +127,69 @@ export const postgresMigrations: readonly string[] = [
     PRIMARY KEY (instance, key)
   );
   `,
+  // 2: access control (issue 7): admin tokens, enrollment tokens, per-agent access records. Secrets are never
+  // stored, only their SHA-256 (server/auth/credentials.ts).
+  `
+  CREATE TABLE admin_tokens (
+    id text COLLATE "C" PRIMARY KEY,
+    name text COLLATE "C" NOT NULL UNIQUE,
+    role text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    secret_hash text NOT NULL,
+    created_ms bigint NOT NULL,
+    created_by text NOT NULL,
+    last_used_ms bigint,
+    revoked_ms bigint
+  );
+
+  CREATE TABLE enrollment_tokens (
+    id text COLLATE "C" PRIMARY KEY,
+    name text NOT NULL,
+    secret_hash text NOT NULL,
+    single_use boolean NOT NULL,
+    auto_approve boolean NOT NULL,
+    created_ms bigint NOT NULL,
+    expires_ms bigint,
+    labels text NOT NULL,
+    uses integer NOT NULL DEFAULT 0,
+    revoked_ms bigint,
+    created_by text NOT NULL
+  );
+  CREATE INDEX enrollment_tokens_created ON enrollment_tokens (created_ms);
+
+  CREATE TABLE agent_access (
+    hostname text COLLATE "C" PRIMARY KEY,
+    version integer NOT NULL,
+    state text NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'revoked')),
+    enrollment_id text COLLATE "C" UNIQUE,
+    enrollment_secret_hash text,
+    token_id text COLLATE "C",
+    labels text NOT NULL,
+    requested_host bytea,
+    key_id text COLLATE "C" UNIQUE,
+    key_hash text,
+    key_used boolean NOT NULL,
+    key_pickup boolean NOT NULL,
+    next_key_id text COLLATE "C" UNIQUE,
+    next_key_hash text,
+    next_key_issued_ms bigint,
+    rotation_requested_ms bigint,
+    report_interval_ms bigint,
+    diagnostics text NOT NULL,
+    created_ms bigint NOT NULL,
+    updated_ms bigint NOT NULL
+  );
+  `,
+  // 3: agent status timeline (issue 7): every online / stale / offline change of every agent, so a history query can
+  // tell "the agent was offline" from "no data".
+  `
+  CREATE TABLE agent_status (
+    id bigserial PRIMARY KEY,
+    hostname text COLLATE "C" NOT NULL,
+    at_ms bigint NOT NULL,
+    status text NOT NULL CHECK (status IN ('online', 'stale', 'offline'))
+  );
+  CREATE INDEX agent_status_host_at ON agent_status (hostname, at_ms, id);
+  `,
 ];
 
 /** Advisory lock held while migrating (any constant unique to Spectra). */

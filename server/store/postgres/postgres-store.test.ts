@@ -299,5 +299,49 @@ if (problem !== undefined) {
       await a.enqueueCommand({ command: command("n3"), hostname: "db-01", createdAtMs: 8_000, requestedBy: "t" }, 10);
       await queuedAtB.next((k) => k === "db-01", 2_000);
     });
+
+    it("tells the other server when an agent's access record changes (keys rotated or revoked), not itself", async () => {
+      const url = await createTestDatabase();
+      const a = await open(url, "a");
+      const b = await open(url, "b");
+      const atB = recorder(b, "agent_access_changed");
+      const atA = recorder(a, "agent_access_changed");
+      const rec = { hostname: "web-01", version: 0, state: "approved" as const, labels: {}, keyUsed: false, keyPickup: false, diagnostics: [], createdAtMs: 1, updatedAtMs: 1 };
+      expect(await a.putAgentAccess(rec, undefined)).toEqual({ ok: true, version: 1 });
+      await atB.next((k) => k === "web-01", 1_000);
+      expect(await a.putAgentAccess({ ...rec, state: "revoked" }, 1)).toEqual({ ok: true, version: 2 });
+      expect(await a.putAgentAccess({ ...rec, state: "approved" }, 1)).toEqual({ ok: false, reason: "conflict" }); // no notice
+      expect(await b.deleteAgentAccess("web-01")).toBe(true);
+      await atA.next((k) => k === "web-01", 1_000);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(atB.seen).toEqual(["web-01", "web-01"]);
+      expect(atA.seen).toEqual(["web-01"]);
+    });
+
+    it("tells the other server when an agent is removed (its streams end, its commands' watchers wake)", async () => {
+      const url = await createTestDatabase();
+      const a = await open(url, "a");
+      const b = await open(url, "b");
+      const access = recorder(b, "agent_access_changed");
+      const updated = recorder(b, "command_updated");
+      const rec = { hostname: "web-01", version: 0, state: "approved" as const, labels: {}, keyUsed: false, keyPickup: false, diagnostics: [], createdAtMs: 1, updatedAtMs: 1 };
+      await a.putAgentAccess(rec, undefined);
+      await a.enqueueCommand({ command: command("c1"), hostname: "web-01", createdAtMs: 1_000, requestedBy: "test" }, 10);
+      await access.next((k) => k === "web-01");
+      const r = await a.removeAgent("web-01", { atMs: 2_000, reason: "agent removed by test", deleteData: false });
+      expect(r).toMatchObject({ access: true, expiredCommands: ["c1"] });
+      await updated.next((k) => k === "c1");
+      await new Promise((res) => setTimeout(res, 200));
+      expect(access.seen).toEqual(["web-01", "web-01"]);
+      const deleted = recorder(b, "host_data_deleted");
+      await a.removeAgent("web-01", { atMs: 2_500, reason: "agent removed by test", deleteData: true });
+      await deleted.next((k) => k === "web-01");
+      // Two servers recording the same change at once: stored once.
+      const both = await Promise.all([
+        a.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 3_000 }),
+        b.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 3_001 }),
+      ]);
+      expect(both.filter(Boolean)).toHaveLength(1);
+    });
   });
 }

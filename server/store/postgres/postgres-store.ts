@@ -1,4 +1,4 @@
-import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "../../../common/logger.js";
@@ -14,7 +14,25 @@ import { CollectorStatusSchema, MetricEnvelopeSchema, type CollectorStatus } fro
 import { QueueFullError } from "../../errors.js";
 import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
 import { envelopeKey } from "../envelope-key.js";
+import {
+  AGENT_ACCESS_COLUMNS,
+  agentAccessValues,
+  toAdminTokenRecord,
+  toAgentAccessRecord,
+  toEnrollmentTokenRecord,
+  type AdminTokenRow,
+  type AgentAccessRow,
+  type EnrollmentTokenRow,
+} from "../access-rows.js";
 import type {
+  AdminTokenRecord,
+  AgentAccessRecord,
+  AgentContact,
+  AgentRemoval,
+  AgentStatusChange,
+  AgentStatusName,
+  EnrollmentTokenRecord,
+  PutAgentAccessResult,
   AgentRecord,
   BatchWrite,
   BatchWriteResult,
@@ -52,11 +70,13 @@ const MAX_GROUP = 512;
 /** Advisory locks: partition creation (bigint key) and one host's command queue (two-key form, this class id). */
 const PARTITION_LOCK = 0x5350_4543_0002;
 const COMMAND_LOCK_CLASS = 0x5350_4543;
+/** Advisory lock class (two-key form) serializing one host's status timeline writes. */
+const STATUS_LOCK_CLASS = 0x5350_4544;
 /** Listener reconnect backoff and liveness check. */
 const LISTEN_BACKOFF_MIN_MS = 100;
 const LISTEN_BACKOFF_MAX_MS = 5_000;
 const LISTEN_PING_MS = 10_000;
-const CHANNELS: readonly StoreChannel[] = ["command_queued", "command_updated"];
+const CHANNELS: readonly StoreChannel[] = ["command_queued", "command_updated", "agent_access_changed", "host_data_deleted"];
 const STORE_TABLES = [
   "schema_migrations",
   "metric_batches",
@@ -68,6 +88,10 @@ const STORE_TABLES = [
   "commands",
   "series",
   "meta",
+  "admin_tokens",
+  "enrollment_tokens",
+  "agent_access",
+  "agent_status",
 ];
 
 /** int8 (counts, ids, millisecond timestamps) as JS numbers: every value the store keeps is below 2^53. */
@@ -410,7 +434,6 @@ class PostgresStore implements Store {
       payload: [] as Buffer[],
     };
     const counts = new Map<string, number>();
-    const touches = new Map<string, { at: number; status: string | null }>();
     const walIdOf = new Map<BatchWrite, number>();
     fresh.forEach((b, n) => {
       const encoded = encodeBatch(b.hostname, b.envelopes);
@@ -437,12 +460,6 @@ class PostgresStore implements Store {
         }
       });
       if (b.envelopes.length > 0) counts.set(b.hostname, (counts.get(b.hostname) ?? 0) + b.envelopes.length);
-      const t = touches.get(b.hostname);
-      const status = b.collectorStatus.length > 0 ? statusToJson(b.collectorStatus) : null;
-      touches.set(b.hostname, {
-        at: Math.max(t?.at ?? -Infinity, b.receivedAtMs),
-        status: status ?? t?.status ?? null,
-      });
     });
 
     await c.query(
@@ -465,12 +482,7 @@ class PostgresStore implements Store {
         [hosts, hosts.map((h) => counts.get(h)!)],
       );
     }
-    const hosts = [...touches.keys()].sort();
-    await c.query(
-      `UPDATE agents a SET last_seen_ms = GREATEST(a.last_seen_ms, t.r), collector_status = COALESCE(t.s, a.collector_status)
-       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(h, r, s) WHERE a.hostname = t.h`,
-      [hosts, hosts.map((h) => touches.get(h)!.at), hosts.map((h) => touches.get(h)!.status)],
-    );
+    // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
 
     return group.map((b, i) =>
       isNew[i] ? { duplicate: false, stored: b.envelopes.length, walId: walIdOf.get(b)! } : { duplicate: true, stored: 0, walId: 0 },
@@ -886,6 +898,122 @@ class PostgresStore implements Store {
     );
   }
 
+  async touchAgents(contacts: AgentContact[]): Promise<void> {
+    if (contacts.length === 0) return;
+    // One row per host (the newest contact, the last status given), sorted: two servers lock rows in one order.
+    const per = new Map<string, { at: number; status: string | null }>();
+    for (const c of contacts) {
+      const prev = per.get(c.hostname);
+      const status = c.collectorStatus && c.collectorStatus.length > 0 ? statusToJson(c.collectorStatus) : null;
+      per.set(c.hostname, { at: Math.max(prev?.at ?? -Infinity, c.atMs), status: status ?? prev?.status ?? null });
+    }
+    const hosts = [...per.keys()].sort();
+    await this.pool.query(
+      `UPDATE agents a SET last_seen_ms = GREATEST(a.last_seen_ms, t.r), collector_status = COALESCE(t.s, a.collector_status)
+       FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(h, r, s) WHERE a.hostname = t.h`,
+      [hosts, hosts.map((h) => per.get(h)!.at), hosts.map((h) => per.get(h)!.status)],
+    );
+  }
+
+  async recordAgentStatus(change: AgentStatusChange): Promise<boolean> {
+    const c = await this.pool.connect();
+    try {
+      await c.query("BEGIN");
+      // Changes of one host are serialized across servers: each sees the other's committed change.
+      await c.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [STATUS_LOCK_CLASS, change.hostname]);
+      const { rowCount } = await c.query(
+        `INSERT INTO agent_status (hostname, at_ms, status)
+         SELECT $1::text, $2::bigint, $3::text WHERE NOT EXISTS (
+           SELECT 1 FROM (SELECT status, at_ms FROM agent_status WHERE hostname = $1::text ORDER BY at_ms DESC, id DESC LIMIT 1) l
+           WHERE l.status = $3::text OR l.at_ms > $2::bigint
+         )`,
+        [change.hostname, change.atMs, change.status],
+      );
+      await c.query("COMMIT");
+      return rowCount === 1;
+    } catch (err) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  async agentTimeline(q: { hostname: string; fromMs: number; toMs: number; limit: number }): Promise<{
+    initial?: AgentStatusChange;
+    changes: AgentStatusChange[];
+  }> {
+    const [initial, changes] = await Promise.all([
+      this.pool.query<StatusRow>(
+        "SELECT hostname, status, at_ms FROM agent_status WHERE hostname = $1 AND at_ms < $2 ORDER BY at_ms DESC, id DESC LIMIT 1",
+        [q.hostname, q.fromMs],
+      ),
+      this.pool.query<StatusRow>(
+        `SELECT hostname, status, at_ms FROM agent_status WHERE hostname = $1 AND at_ms >= $2 AND at_ms <= $3
+         ORDER BY at_ms, id LIMIT $4`,
+        [q.hostname, q.fromMs, q.toMs, q.limit],
+      ),
+    ]);
+    const first = initial.rows[0];
+    return { ...(first ? { initial: toStatusChange(first) } : {}), changes: changes.rows.map(toStatusChange) };
+  }
+
+  async latestAgentStatuses(): Promise<AgentStatusChange[]> {
+    const { rows } = await this.pool.query<StatusRow>(
+      "SELECT DISTINCT ON (hostname) hostname, status, at_ms FROM agent_status ORDER BY hostname, at_ms DESC, id DESC",
+    );
+    return rows.map(toStatusChange);
+  }
+
+  async removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval> {
+    const c = await this.pool.connect();
+    try {
+      await c.query("BEGIN");
+      // Not interleaved with an enqueue for this host on any server (enqueueCommand takes the same lock).
+      await c.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [COMMAND_LOCK_CLASS, hostname]);
+      const open = (
+        await c.query<{ id: string; command: Buffer }>(
+          "SELECT id, command FROM commands WHERE hostname = $1 AND state IN ($2, $3) ORDER BY created_ms, seq FOR UPDATE",
+          [hostname, CommandState.QUEUED, CommandState.DELIVERED],
+        )
+      ).rows;
+      if (open.length > 0) {
+        await c.query(
+          `UPDATE commands c SET state = $1, finished_ms = $2, outcome = t.o
+           FROM unnest($3::text[], $4::bytea[]) AS t(id, o) WHERE c.id = t.id`,
+          [CommandState.EXPIRED, opts.atMs, open.map((r) => r.id), open.map((r) => removedOutcome(r.id, r.command, opts.reason))],
+        );
+      }
+      const agent = ((await c.query("DELETE FROM agents WHERE hostname = $1", [hostname])).rowCount ?? 0) === 1;
+      const access = ((await c.query("DELETE FROM agent_access WHERE hostname = $1", [hostname])).rowCount ?? 0) === 1;
+      const out: AgentRemoval = { agent, access, expiredCommands: open.map((r) => r.id), series: 0, snapshots: 0, timeline: 0 };
+      if (opts.deleteData) {
+        const ids = (await c.query<{ id: number }>("SELECT id FROM series WHERE hostname = $1", [hostname])).rows.map((r) => r.id);
+        if (ids.length > 0) {
+          await c.query("DELETE FROM chunks WHERE series_id = ANY($1::bigint[])", [ids]);
+          await c.query("DELETE FROM rollups WHERE tier IN ('1m', '1h') AND series_id = ANY($1::bigint[])", [ids]);
+        }
+        out.series = (await c.query("DELETE FROM series WHERE hostname = $1", [hostname])).rowCount ?? 0;
+        out.snapshots = (await c.query("DELETE FROM envelopes WHERE hostname = $1", [hostname])).rowCount ?? 0;
+        for (const table of ["latest", "host_counters", "metric_batches", "wal"]) {
+          await c.query(`DELETE FROM ${ident(table)} WHERE hostname = $1`, [hostname]);
+        }
+        out.timeline = (await c.query("DELETE FROM agent_status WHERE hostname = $1", [hostname])).rowCount ?? 0;
+      }
+      // Delivered with the commit: other servers end the host's streams and wake the commands' watchers.
+      if (access) await c.query("SELECT pg_notify('agent_access_changed', $1)", [this.tag(hostname)]);
+      if (opts.deleteData) await c.query("SELECT pg_notify('host_data_deleted', $1)", [this.tag(hostname)]);
+      for (const id of out.expiredCommands) await c.query("SELECT pg_notify('command_updated', $1)", [this.tag(id)]);
+      await c.query("COMMIT");
+      return out;
+    } catch (err) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
   async getAgent(hostname: string): Promise<AgentRecord | undefined> {
     const { rows } = await this.pool.query<AgentRow>("SELECT * FROM agents WHERE hostname = $1", [hostname]);
     return rows[0] && toAgentRecord(rows[0]);
@@ -1041,6 +1169,170 @@ class PostgresStore implements Store {
     return rows.map((r) => r.id);
   }
 
+  // --------------------------------------------------------------------------------------------- access control
+
+  async createAdminToken(rec: AdminTokenRecord): Promise<boolean> {
+    const r = await this.pool.query(
+      `INSERT INTO admin_tokens (id, name, role, secret_hash, created_ms, created_by, last_used_ms, revoked_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING`,
+      [rec.id, rec.name, rec.role, rec.secretHash, rec.createdAtMs, rec.createdBy, rec.lastUsedMs ?? null, rec.revokedAtMs ?? null],
+    );
+    return r.rowCount === 1;
+  }
+
+  async getAdminToken(id: string): Promise<AdminTokenRecord | undefined> {
+    const { rows } = await this.pool.query<AdminTokenRow>("SELECT * FROM admin_tokens WHERE id = $1", [id]);
+    return rows[0] && toAdminTokenRecord(rows[0]);
+  }
+
+  async listAdminTokens(): Promise<AdminTokenRecord[]> {
+    return (await this.pool.query<AdminTokenRow>("SELECT * FROM admin_tokens ORDER BY name")).rows.map(toAdminTokenRecord);
+  }
+
+  async countAdminTokens(): Promise<number> {
+    return (await this.pool.query<{ n: number }>("SELECT count(*) AS n FROM admin_tokens")).rows[0]!.n;
+  }
+
+  async revokeAdminToken(nameOrId: string, atMs: number): Promise<AdminTokenRecord | undefined> {
+    // The id wins over a name that happens to equal another token's id.
+    const { rows } = await this.pool.query<AdminTokenRow>(
+      `WITH target AS (
+         SELECT id FROM admin_tokens WHERE id = $1 OR (name = $1 AND NOT EXISTS (SELECT 1 FROM admin_tokens WHERE id = $1))
+       )
+       UPDATE admin_tokens a SET revoked_ms = COALESCE(a.revoked_ms, $2) FROM target WHERE a.id = target.id RETURNING a.*`,
+      [nameOrId, atMs],
+    );
+    return rows[0] && toAdminTokenRecord(rows[0]);
+  }
+
+  async touchAdminToken(id: string, atMs: number): Promise<void> {
+    await this.pool.query(
+      "UPDATE admin_tokens SET last_used_ms = $2 WHERE id = $1 AND (last_used_ms IS NULL OR last_used_ms < $2)",
+      [id, atMs],
+    );
+  }
+
+  async createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO enrollment_tokens (id, name, secret_hash, single_use, auto_approve, created_ms, expires_ms, labels, uses,
+         revoked_ms, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+      [
+        rec.id,
+        rec.name,
+        rec.secretHash,
+        rec.singleUse,
+        rec.autoApprove,
+        rec.createdAtMs,
+        rec.expiresAtMs ?? null,
+        JSON.stringify(rec.labels),
+        rec.uses,
+        rec.revokedAtMs ?? null,
+        rec.createdBy,
+      ],
+    );
+  }
+
+  async getEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | undefined> {
+    const { rows } = await this.pool.query<EnrollmentTokenRow>("SELECT * FROM enrollment_tokens WHERE id = $1", [id]);
+    return rows[0] && toEnrollmentTokenRecord(rows[0]);
+  }
+
+  async listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]> {
+    const { rows } = await this.pool.query<EnrollmentTokenRow>("SELECT * FROM enrollment_tokens ORDER BY created_ms DESC, id");
+    return rows.map(toEnrollmentTokenRecord);
+  }
+
+  async revokeEnrollmentToken(id: string, atMs: number): Promise<boolean> {
+    const r = await this.pool.query("UPDATE enrollment_tokens SET revoked_ms = COALESCE(revoked_ms, $2) WHERE id = $1", [id, atMs]);
+    return r.rowCount === 1;
+  }
+
+  async getAgentAccess(hostname: string): Promise<AgentAccessRecord | undefined> {
+    const { rows } = await this.pool.query<AgentAccessRow>("SELECT * FROM agent_access WHERE hostname = $1", [hostname]);
+    return rows[0] && toAgentAccessRecord(rows[0]);
+  }
+
+  async findAgentAccessByKeyId(keyId: string): Promise<AgentAccessRecord | undefined> {
+    const { rows } = await this.pool.query<AgentAccessRow>(
+      "SELECT * FROM agent_access WHERE key_id = $1 UNION ALL SELECT * FROM agent_access WHERE next_key_id = $1 LIMIT 1",
+      [keyId],
+    );
+    return rows[0] && toAgentAccessRecord(rows[0]);
+  }
+
+  async findAgentAccessByEnrollmentId(enrollmentId: string): Promise<AgentAccessRecord | undefined> {
+    const { rows } = await this.pool.query<AgentAccessRow>("SELECT * FROM agent_access WHERE enrollment_id = $1", [enrollmentId]);
+    return rows[0] && toAgentAccessRecord(rows[0]);
+  }
+
+  async listAgentAccess(): Promise<AgentAccessRecord[]> {
+    return (await this.pool.query<AgentAccessRow>("SELECT * FROM agent_access ORDER BY hostname")).rows.map(toAgentAccessRecord);
+  }
+
+  async putAgentAccess(
+    rec: AgentAccessRecord,
+    expectedVersion: number | undefined,
+    consumeToken?: { id: string; atMs: number },
+  ): Promise<PutAgentAccessResult> {
+    const version = (expectedVersion ?? 0) + 1;
+    const values = agentAccessValues(rec, version, (b) => b);
+    const c = await this.pool.connect();
+    try {
+      await c.query("BEGIN");
+      let failed: "conflict" | "token-unusable" | undefined;
+      if (consumeToken) {
+        // Under READ COMMITTED a concurrent UPDATE of the same row waits for the first one's commit and then
+        // re-checks the WHERE clause against the committed row: the second consumer of a single-use token finds
+        // uses = 1 and updates nothing.
+        const used = await c.query(
+          `UPDATE enrollment_tokens SET uses = uses + 1
+           WHERE id = $1 AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > $2) AND (NOT single_use OR uses = 0)`,
+          [consumeToken.id, consumeToken.atMs],
+        );
+        if (used.rowCount !== 1) failed = "token-unusable";
+      }
+      if (!failed) {
+        const r =
+          expectedVersion === undefined
+            ? await c.query(
+                `INSERT INTO agent_access (${AGENT_ACCESS_COLUMNS.join(", ")})
+                 VALUES (${AGENT_ACCESS_COLUMNS.map((_, i) => `$${i + 1}`).join(", ")}) ON CONFLICT (hostname) DO NOTHING`,
+                values,
+              )
+            : await c.query(
+                `UPDATE agent_access SET ${AGENT_ACCESS_COLUMNS.slice(1)
+                  .map((col, i) => `${col} = $${i + 2}`)
+                  .join(", ")} WHERE hostname = $1 AND version = $${values.length + 1}`,
+                [...values, expectedVersion],
+              );
+        if (r.rowCount !== 1) failed = "conflict";
+      }
+      if (failed) {
+        await c.query("ROLLBACK");
+        return { ok: false, reason: failed };
+      }
+      await c.query("SELECT pg_notify('agent_access_changed', $1)", [this.tag(rec.hostname)]);
+      await c.query("COMMIT");
+      return { ok: true, version };
+    } catch (err) {
+      await c.query("ROLLBACK").catch(() => undefined);
+      // Two first enrollments of one new host: the loser of the primary key race is a conflict, not an error.
+      if ((err as { code?: unknown }).code === "23505") return { ok: false, reason: "conflict" };
+      throw err;
+    } finally {
+      c.release();
+    }
+  }
+
+  async deleteAgentAccess(hostname: string): Promise<boolean> {
+    const { rows } = await this.pool.query(
+      `WITH d AS (DELETE FROM agent_access WHERE hostname = $1 RETURNING hostname)
+       SELECT pg_notify('agent_access_changed', $2 || d.hostname) FROM d`,
+      [hostname, `${this.nonce}|`],
+    );
+    return rows.length === 1;
+  }
+
   // ------------------------------------------------------------------------------------------- LISTEN / NOTIFY
 
   subscribe(channel: StoreChannel, cb: (key: string | null) => void): () => void {
@@ -1168,6 +1460,22 @@ function toAgentRecord(r: AgentRow): AgentRecord {
     lastSeenMs: r.last_seen_ms,
     collectorStatus: statusFromJson(r.collector_status),
   };
+}
+
+interface StatusRow {
+  hostname: string;
+  status: string;
+  at_ms: number;
+}
+
+function toStatusChange(r: StatusRow): AgentStatusChange {
+  return { hostname: r.hostname, status: r.status as AgentStatusName, atMs: r.at_ms };
+}
+
+/** The outcome stored with a command expired because its agent was removed. */
+function removedOutcome(id: string, command: Uint8Array, reason: string): Buffer {
+  const type = fromBinary(CommandSchema, command).type;
+  return buf(toBinary(CommandOutcomeSchema, create(CommandOutcomeSchema, { commandId: id, type, error: reason })));
 }
 
 function toCommandRecord(r: CommandRow): CommandRecord {

@@ -115,4 +115,67 @@ export const sqliteMigrations: readonly string[] = [
   CREATE INDEX envelopes_host_ts ON envelopes (hostname, ts_ms);
   CREATE INDEX envelopes_ts ON envelopes (ts_ms);
   `,
+  // 4: access control (issue 7): admin tokens, enrollment tokens, per-agent access records. Secrets are never
+  // stored, only their SHA-256 (server/auth/credentials.ts).
+  `
+  CREATE TABLE admin_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+    secret_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    last_used_ms INTEGER,
+    revoked_ms INTEGER
+  ) WITHOUT ROWID;
+
+  CREATE TABLE enrollment_tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    secret_hash TEXT NOT NULL,
+    single_use INTEGER NOT NULL,
+    auto_approve INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    labels TEXT NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 0,
+    revoked_ms INTEGER,
+    created_by TEXT NOT NULL
+  );
+  CREATE INDEX enrollment_tokens_created ON enrollment_tokens (created_ms);
+
+  CREATE TABLE agent_access (
+    hostname TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'revoked')),
+    enrollment_id TEXT UNIQUE,
+    enrollment_secret_hash TEXT,
+    token_id TEXT,
+    labels TEXT NOT NULL,
+    requested_host BLOB,
+    key_id TEXT UNIQUE,
+    key_hash TEXT,
+    key_used INTEGER NOT NULL,
+    key_pickup INTEGER NOT NULL,
+    next_key_id TEXT UNIQUE,
+    next_key_hash TEXT,
+    next_key_issued_ms INTEGER,
+    rotation_requested_ms INTEGER,
+    report_interval_ms INTEGER,
+    diagnostics TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
+  // 5: agent status timeline (issue 7): every online / stale / offline change of every agent, so a history query can
+  // tell "the agent was offline" from "no data".
+  `
+  CREATE TABLE agent_status (
+    id INTEGER PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('online', 'stale', 'offline'))
+  );
+  CREATE INDEX agent_status_host_at ON agent_status (hostname, at_ms, id);
+  `,
 ];

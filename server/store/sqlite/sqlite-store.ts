@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { HostInfoSchema, type HostInfo } from "../../../gen/spectra/v1/agent_service_pb.js";
@@ -16,6 +16,24 @@ import { encodeBatch } from "../wal-payload.js";
 import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
 import { QueueFullError } from "../../errors.js";
 import {
+  AGENT_ACCESS_COLUMNS,
+  agentAccessValues,
+  toAdminTokenRecord,
+  toAgentAccessRecord,
+  toEnrollmentTokenRecord,
+  type AdminTokenRow,
+  type AgentAccessRow,
+  type EnrollmentTokenRow,
+} from "../access-rows.js";
+import {
+  type AdminTokenRecord,
+  type AgentAccessRecord,
+  type AgentContact,
+  type AgentRemoval,
+  type AgentStatusChange,
+  type AgentStatusName,
+  type EnrollmentTokenRecord,
+  type PutAgentAccessResult,
   type AgentRecord,
   type BatchWrite,
   type BatchWriteResult,
@@ -85,6 +103,11 @@ interface ChunkDbRow {
 }
 
 const OPEN_STATES = [CommandState.QUEUED, CommandState.DELIVERED];
+
+/** Thrown inside a transaction to roll it back with a result. */
+class Rollback {
+  constructor(readonly reason: "conflict" | "token-unusable") {}
+}
 
 /**
  * Opens (creating and migrating) the SQLite store at `path` (":memory:" for tests).
@@ -244,11 +267,7 @@ class SqliteStore implements Store {
       }
     });
     if (b.envelopes.length > 0) this.stmt.countHost.run(b.hostname, b.envelopes.length);
-    if (b.collectorStatus.length > 0) {
-      this.stmt.touchAgentStatus.run(b.receivedAtMs, statusToJson(b.collectorStatus), b.hostname);
-    } else {
-      this.stmt.touchAgent.run(b.receivedAtMs, b.hostname);
-    }
+    // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
     return { duplicate: false, stored: b.envelopes.length, walId };
   }
 
@@ -408,6 +427,90 @@ class SqliteStore implements Store {
     }
   }
 
+  async touchAgents(contacts: AgentContact[]): Promise<void> {
+    if (contacts.length === 0) return;
+    this.db.transaction(() => {
+      for (const c of contacts) {
+        if (c.collectorStatus && c.collectorStatus.length > 0) {
+          this.stmt.touchAgentStatus.run(c.atMs, statusToJson(c.collectorStatus), c.hostname);
+        } else {
+          this.stmt.touchAgent.run(c.atMs, c.hostname);
+        }
+      }
+    })();
+  }
+
+  async recordAgentStatus(change: AgentStatusChange): Promise<boolean> {
+    return this.db.transaction(() => {
+      const last = this.db
+        .prepare("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1")
+        .get(change.hostname) as { status: string; at_ms: number } | undefined;
+      if (last && (last.status === change.status || change.atMs < last.at_ms)) return false;
+      this.db
+        .prepare("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)")
+        .run(change.hostname, change.atMs, change.status);
+      return true;
+    })();
+  }
+
+  async agentTimeline(q: { hostname: string; fromMs: number; toMs: number; limit: number }): Promise<{
+    initial?: AgentStatusChange;
+    changes: AgentStatusChange[];
+  }> {
+    const initial = this.db
+      .prepare("SELECT hostname, status, at_ms FROM agent_status WHERE hostname = ? AND at_ms < ? ORDER BY at_ms DESC, id DESC LIMIT 1")
+      .get(q.hostname, q.fromMs) as StatusRow | undefined;
+    const rows = this.db
+      .prepare(
+        `SELECT hostname, status, at_ms FROM agent_status WHERE hostname = ? AND at_ms >= ? AND at_ms <= ?
+         ORDER BY at_ms, id LIMIT ?`,
+      )
+      .all(q.hostname, q.fromMs, q.toMs, q.limit) as StatusRow[];
+    return { ...(initial ? { initial: toStatusChange(initial) } : {}), changes: rows.map(toStatusChange) };
+  }
+
+  async latestAgentStatuses(): Promise<AgentStatusChange[]> {
+    const rows = this.db
+      .prepare(
+        `SELECT hostname, status, at_ms FROM (
+           SELECT hostname, status, at_ms, row_number() OVER (PARTITION BY hostname ORDER BY at_ms DESC, id DESC) AS n
+           FROM agent_status
+         ) WHERE n = 1 ORDER BY hostname`,
+      )
+      .all() as StatusRow[];
+    return rows.map(toStatusChange);
+  }
+
+  async removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval> {
+    return this.db.transaction(() => {
+      const open = this.db
+        .prepare("SELECT id, command FROM commands WHERE hostname = ? AND state IN (?, ?) ORDER BY created_ms, rowid")
+        .all(hostname, OPEN_STATES[0], OPEN_STATES[1]) as { id: string; command: Buffer }[];
+      const expire = this.db.prepare("UPDATE commands SET state = ?, finished_ms = ?, outcome = ? WHERE id = ?");
+      for (const c of open) expire.run(CommandState.EXPIRED, opts.atMs, removedOutcome(c.id, c.command, opts.reason), c.id);
+      const agent = this.db.prepare("DELETE FROM agents WHERE hostname = ?").run(hostname).changes === 1;
+      const access = this.db.prepare("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
+      const out: AgentRemoval = { agent, access, expiredCommands: open.map((c) => c.id), series: 0, snapshots: 0, timeline: 0 };
+      if (opts.deleteData) {
+        const ids = (this.db.prepare("SELECT id FROM series WHERE hostname = ?").all(hostname) as { id: number }[]).map((r) => r.id);
+        const delChunks = this.db.prepare("DELETE FROM chunks WHERE series_id = ?");
+        const delRollups = this.db.prepare("DELETE FROM rollups WHERE tier IN ('1m', '1h') AND series_id = ?");
+        for (const id of ids) {
+          delChunks.run(id);
+          delRollups.run(id);
+        }
+        out.series = this.db.prepare("DELETE FROM series WHERE hostname = ?").run(hostname).changes;
+        out.snapshots = this.db.prepare("DELETE FROM envelopes WHERE hostname = ?").run(hostname).changes;
+        this.db.prepare("DELETE FROM latest WHERE hostname = ?").run(hostname);
+        this.db.prepare("DELETE FROM host_counters WHERE hostname = ?").run(hostname);
+        this.db.prepare("DELETE FROM metric_batches WHERE hostname = ?").run(hostname);
+        this.db.prepare("DELETE FROM wal WHERE hostname = ?").run(hostname);
+        out.timeline = this.db.prepare("DELETE FROM agent_status WHERE hostname = ?").run(hostname).changes;
+      }
+      return out;
+    })();
+  }
+
   async getAgent(hostname: string): Promise<AgentRecord | undefined> {
     const row = this.stmt.getAgent.get(hostname) as AgentRow | undefined;
     return row && toAgentRecord(row);
@@ -490,6 +593,153 @@ class SqliteStore implements Store {
     })();
   }
 
+  // ----------------------------------------------------------------------------------------------- access control
+
+  async createAdminToken(rec: AdminTokenRecord): Promise<boolean> {
+    const r = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO admin_tokens (id, name, role, secret_hash, created_ms, created_by, last_used_ms, revoked_ms)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(rec.id, rec.name, rec.role, rec.secretHash, rec.createdAtMs, rec.createdBy, rec.lastUsedMs ?? null, rec.revokedAtMs ?? null);
+    return r.changes === 1;
+  }
+
+  async getAdminToken(id: string): Promise<AdminTokenRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM admin_tokens WHERE id = ?").get(id) as AdminTokenRow | undefined;
+    return row && toAdminTokenRecord(row);
+  }
+
+  async listAdminTokens(): Promise<AdminTokenRecord[]> {
+    return (this.db.prepare("SELECT * FROM admin_tokens ORDER BY name").all() as AdminTokenRow[]).map(toAdminTokenRecord);
+  }
+
+  async countAdminTokens(): Promise<number> {
+    return (this.db.prepare("SELECT count(*) AS n FROM admin_tokens").get() as { n: number }).n;
+  }
+
+  async revokeAdminToken(nameOrId: string, atMs: number): Promise<AdminTokenRecord | undefined> {
+    return this.db.transaction(() => {
+      const row = (this.db.prepare("SELECT * FROM admin_tokens WHERE id = ?").get(nameOrId) ??
+        this.db.prepare("SELECT * FROM admin_tokens WHERE name = ?").get(nameOrId)) as AdminTokenRow | undefined;
+      if (!row) return undefined;
+      if (row.revoked_ms === null) {
+        this.db.prepare("UPDATE admin_tokens SET revoked_ms = ? WHERE id = ?").run(atMs, row.id);
+        row.revoked_ms = atMs;
+      }
+      return toAdminTokenRecord(row);
+    })();
+  }
+
+  async touchAdminToken(id: string, atMs: number): Promise<void> {
+    this.db
+      .prepare("UPDATE admin_tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)")
+      .run(atMs, id, atMs);
+  }
+
+  async createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO enrollment_tokens (id, name, secret_hash, single_use, auto_approve, created_ms, expires_ms, labels, uses,
+           revoked_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        rec.id,
+        rec.name,
+        rec.secretHash,
+        rec.singleUse ? 1 : 0,
+        rec.autoApprove ? 1 : 0,
+        rec.createdAtMs,
+        rec.expiresAtMs ?? null,
+        JSON.stringify(rec.labels),
+        rec.uses,
+        rec.revokedAtMs ?? null,
+        rec.createdBy,
+      );
+  }
+
+  async getEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(id) as EnrollmentTokenRow | undefined;
+    return row && toEnrollmentTokenRecord(row);
+  }
+
+  async listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]> {
+    const rows = this.db.prepare("SELECT * FROM enrollment_tokens ORDER BY created_ms DESC, id").all() as EnrollmentTokenRow[];
+    return rows.map(toEnrollmentTokenRecord);
+  }
+
+  async revokeEnrollmentToken(id: string, atMs: number): Promise<boolean> {
+    return this.db.transaction(() => {
+      if (!this.db.prepare("SELECT 1 FROM enrollment_tokens WHERE id = ?").get(id)) return false;
+      this.db.prepare("UPDATE enrollment_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL").run(atMs, id);
+      return true;
+    })();
+  }
+
+  async getAgentAccess(hostname: string): Promise<AgentAccessRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM agent_access WHERE hostname = ?").get(hostname) as AgentAccessRow | undefined;
+    return row && toAgentAccessRecord(row);
+  }
+
+  async findAgentAccessByKeyId(keyId: string): Promise<AgentAccessRecord | undefined> {
+    const row = (this.db.prepare("SELECT * FROM agent_access WHERE key_id = ?").get(keyId) ??
+      this.db.prepare("SELECT * FROM agent_access WHERE next_key_id = ?").get(keyId)) as AgentAccessRow | undefined;
+    return row && toAgentAccessRecord(row);
+  }
+
+  async findAgentAccessByEnrollmentId(enrollmentId: string): Promise<AgentAccessRecord | undefined> {
+    const row = this.db.prepare("SELECT * FROM agent_access WHERE enrollment_id = ?").get(enrollmentId) as
+      | AgentAccessRow
+      | undefined;
+    return row && toAgentAccessRecord(row);
+  }
+
+  async listAgentAccess(): Promise<AgentAccessRecord[]> {
+    return (this.db.prepare("SELECT * FROM agent_access ORDER BY hostname").all() as AgentAccessRow[]).map(toAgentAccessRecord);
+  }
+
+  async putAgentAccess(
+    rec: AgentAccessRecord,
+    expectedVersion: number | undefined,
+    consumeToken?: { id: string; atMs: number },
+  ): Promise<PutAgentAccessResult> {
+    const version = (expectedVersion ?? 0) + 1;
+    const values = agentAccessValues(rec, version, (b) => (b ? 1 : 0));
+    try {
+      this.db.transaction(() => {
+        if (consumeToken) {
+          const used = this.db
+            .prepare(
+              `UPDATE enrollment_tokens SET uses = uses + 1
+               WHERE id = ? AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?) AND (single_use = 0 OR uses = 0)`,
+            )
+            .run(consumeToken.id, consumeToken.atMs);
+          if (used.changes !== 1) throw new Rollback("token-unusable");
+        }
+        if (expectedVersion === undefined) {
+          const cols = AGENT_ACCESS_COLUMNS.join(", ");
+          const marks = AGENT_ACCESS_COLUMNS.map(() => "?").join(", ");
+          const r = this.db.prepare(`INSERT OR IGNORE INTO agent_access (${cols}) VALUES (${marks})`).run(...values);
+          if (r.changes !== 1) throw new Rollback("conflict");
+        } else {
+          const sets = AGENT_ACCESS_COLUMNS.slice(1).map((c) => `${c} = ?`).join(", ");
+          const r = this.db
+            .prepare(`UPDATE agent_access SET ${sets} WHERE hostname = ? AND version = ?`)
+            .run(...values.slice(1), rec.hostname, expectedVersion);
+          if (r.changes !== 1) throw new Rollback("conflict");
+        }
+      })();
+    } catch (err) {
+      if (err instanceof Rollback) return { ok: false, reason: err.reason };
+      throw err;
+    }
+    return { ok: true, version };
+  }
+
+  async deleteAgentAccess(hostname: string): Promise<boolean> {
+    return this.db.prepare("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.flush();
@@ -516,6 +766,22 @@ function toAgentRecord(r: AgentRow): AgentRecord {
     lastSeenMs: r.last_seen_ms,
     collectorStatus: statusFromJson(r.collector_status),
   };
+}
+
+interface StatusRow {
+  hostname: string;
+  status: string;
+  at_ms: number;
+}
+
+function toStatusChange(r: StatusRow): AgentStatusChange {
+  return { hostname: r.hostname, status: r.status as AgentStatusName, atMs: r.at_ms };
+}
+
+/** The outcome stored with a command expired because its agent was removed. */
+function removedOutcome(id: string, command: Uint8Array, reason: string): Buffer {
+  const type = fromBinary(CommandSchema, command).type;
+  return Buffer.from(toBinary(CommandOutcomeSchema, create(CommandOutcomeSchema, { commandId: id, type, error: reason })));
 }
 
 function toCommandRecord(r: CommandRow): CommandRecord {
