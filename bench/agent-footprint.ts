@@ -3,7 +3,10 @@
  * with the equivalent collectors (cpu, meminfo, loadavg, diskstats, filesystem, netdev) scraped every 5 s, both
  * measured in the same run on the same machine.
  *
- *   npm run bench:footprint -- [--seconds 120] [--warmup 10] [--stall-seconds 60] [--all-collectors]
+ *   npm run bench:footprint -- [--seconds 120] [--warmup 10] [--stall-seconds 60] [--all-collectors] [--agent path]
+ *
+ * The agent is the package's `spectra-agent` bin (the bundle dist/agent/spectra-agent.mjs); `--agent` runs another
+ * build instead, e.g. `--agent dist/agent/main.js` (the unbundled tsc output) to compare.
  *
  * The agent runs the core set (cpu, memory, disk, disk_io, network, system: the collectors node_exporter is run
  * with) at their default intervals; `--all-collectors` runs every collector enabled by default instead, for
@@ -14,14 +17,18 @@
  * switches), RSS and peak RSS (VmHWM), private (anonymous) memory, child processes of the agent sampled every
  * second. Phase 2 (agent only, with --debug): the event-loop delay histogram from /debug/vars, kept separate
  * because measuring it costs a timer. Loopback only; every loop is bounded by time.
+ *
+ * The server accepts enrolled agents only: the bench creates an auto-approved enrollment token in the server's
+ * database first and gives it to both agents (SPECTRA_ENROLL_TOKEN). The report ends with a delivery check (batches
+ * the server acknowledged, warnings the agent logged): figures of an agent that could not deliver are meaningless.
  * Prints a markdown report for docs/benchmarks.md.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { get } from "node:http";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
-import { join } from "node:path";
+import { join, relative, resolve } from "node:path";
 
 const root = join(import.meta.dirname, "..", "..");
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
@@ -34,6 +41,17 @@ const seconds = arg("seconds", 120);
 const warmup = arg("warmup", 10);
 const stallSeconds = arg("stall-seconds", 60);
 const allCollectors = process.argv.includes("--all-collectors");
+function argText(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? process.argv[i + 1] : undefined;
+}
+/** The agent as installed: package.json's `bin.spectra-agent`, unless --agent names another file. */
+function agentPath(): string {
+  const given = argText("agent");
+  if (given) return resolve(given);
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { bin: Record<string, string> };
+  return join(root, pkg.bin["spectra-agent"]!);
+}
 /** The collectors node_exporter runs with here (cpu+loadavg, meminfo, filesystem, diskstats, netdev), plus system. */
 const CORE = "cpu,memory,disk,disk_io,network,system";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -121,8 +139,8 @@ function httpGet(url: string): Promise<string> {
   });
 }
 
-function start(file: string, args: string[]): ChildProcess {
-  const child = spawn(file, args, { stdio: ["ignore", "ignore", "inherit"] });
+function start(file: string, args: string[], env?: NodeJS.ProcessEnv): ChildProcess {
+  const child = spawn(file, args, { stdio: ["ignore", "ignore", "inherit"], ...(env ? { env } : {}) });
   child.on("error", (err) => {
     console.error(`cannot start ${file}: ${err.message}`);
     process.exit(1);
@@ -130,29 +148,54 @@ function start(file: string, args: string[]): ChildProcess {
   return child;
 }
 
+/**
+ * The server accepts agents with a key only; an agent gets one by enrolling. Creates a multi-use, auto-approved
+ * enrollment token in the server's database before it starts (empty for a server without enrollment).
+ */
+function enrollmentToken(serverJs: string, dataDir: string): string {
+  const r = spawnSync(process.execPath, [serverJs, "enroll-token", "create", "--auto-approve", "--multi-use", "--data-dir", dataDir], {
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  return r.status === 0 ? (/^spe_\S+/m.exec(r.stdout)?.[0] ?? "") : "";
+}
+
+/** Counts the agent's warnings and errors on stderr (a rejected credential would make every figure meaningless). */
+function watchStderr(child: ChildProcess, problems: string[]): void {
+  let rest = "";
+  child.stderr?.on("data", (d: Buffer) => {
+    const lines = (rest + d.toString()).split("\n");
+    rest = lines.pop() ?? "";
+    for (const line of lines) {
+      process.stderr.write(`${line}\n`);
+      if (/"level":(40|50|60)/.test(line)) problems.push(line);
+    }
+  });
+}
+
 async function main(): Promise<void> {
   const serverJs = join(root, "dist", "server", "main.js");
-  const agentJs = join(root, "dist", "agent", "main.js");
-  if (!existsSync(agentJs)) throw new Error("dist/ is missing: run `npm run build`");
+  const agentJs = agentPath();
+  if (!existsSync(agentJs)) throw new Error(`${relative(root, agentJs)} is missing: run \`npm run build\``);
   const haveExporter = existsSync(NODE_EXPORTER);
   const dir = mkdtempSync(join(tmpdir(), "spectra-footprint-"));
   const procs: ChildProcess[] = [];
   try {
     const serverPort = await freePort();
+    const token = enrollmentToken(serverJs, join(dir, "server"));
+    const agentEnv = { ...process.env, ...(token ? { SPECTRA_ENROLL_TOKEN: token } : {}) };
     const server = start(process.execPath, [serverJs, "--listen", `127.0.0.1:${serverPort}`, "--data-dir", join(dir, "server"), "--log-level", "warn"]);
     procs.push(server);
     await sleep(1_000);
-    const agentArgs = [
-      "--server",
-      `http://127.0.0.1:${serverPort}`,
-      "--hostname",
-      "footprint",
-      "--log-level",
-      "warn",
-      ...(allCollectors ? [] : ["--collectors", CORE]),
-    ];
-    const agent = start(process.execPath, [agentJs, ...agentArgs, "--data-dir", join(dir, "agent")]);
+    const agentArgs = ["--server", `http://127.0.0.1:${serverPort}`, "--log-level", "warn", ...(allCollectors ? [] : ["--collectors", CORE])];
+    // Each agent its own host name: the server holds a second enrollment of a known host for an admin's approval.
+    const agent = spawn(process.execPath, [agentJs, ...agentArgs, "--hostname", "footprint", "--data-dir", join(dir, "agent")], {
+      stdio: ["ignore", "ignore", "pipe"],
+      env: agentEnv,
+    });
     procs.push(agent);
+    const agentProblems: string[] = [];
+    watchStderr(agent, agentProblems);
 
     let exporter: ChildProcess | undefined;
     let exporterUrl = "";
@@ -214,7 +257,7 @@ async function main(): Promise<void> {
 
     // Phase 2: event-loop delay, with the debug endpoint on.
     const debugPort = await freePort();
-    const agent2 = start(process.execPath, [agentJs, ...agentArgs, "--data-dir", join(dir, "agent2"), "--debug", "--debug-port", String(debugPort)]);
+    const agent2 = start(process.execPath, [agentJs, ...agentArgs, "--hostname", "footprint-debug", "--data-dir", join(dir, "agent2"), "--debug", "--debug-port", String(debugPort)], agentEnv);
     procs.push(agent2);
     // Control: an idle Node process measuring its own event-loop delay the same way over the same window. Its
     // stalls are the machine's (scheduling, the VM), not anyone's code.
@@ -224,7 +267,7 @@ async function main(): Promise<void> {
     control.stdout?.on("data", (d: Buffer) => (controlOut += d.toString()));
     const controlDone = new Promise<void>((resolve) => control.on("exit", () => resolve()));
     console.error(`measuring event-loop delay: ${warmup} s from start, then ${stallSeconds} s ...`);
-    type Vars = { eventLoopDelayMs: { p50: number; p99: number; max: number } };
+    type Vars = { eventLoopDelayMs: { p50: number; p99: number; max: number }; agent?: { sender?: { ackedBatches?: number } } };
     await sleep(warmup * 1_000);
     // Start-up (module loading, first runs, V8's memory-reducing full GCs a few seconds in) reported on its own.
     const startup = JSON.parse(await httpGet(`http://127.0.0.1:${debugPort}/debug/vars?reset=1`)) as Vars;
@@ -239,7 +282,7 @@ async function main(): Promise<void> {
     const lines = [
       `Date: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC.`,
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}.`,
-      `Agent collectors: ${allCollectors ? "every collector enabled by default" : CORE}, default intervals.`,
+      `Agent: \`node ${relative(root, agentJs)}\`; collectors: ${allCollectors ? "every collector enabled by default" : CORE}, default intervals.`,
       `Window: ${fmt(elapsedS, 0)} s after ${warmup} s warm-up; node_exporter scraped every 5 s (${scrapes} scrapes, ${scrapeBytes} bytes each).`,
       "",
       "| process | CPU ms per 5 s | CPU s per hour | RSS MB | peak RSS MB | private (anon) MB |",
@@ -257,7 +300,13 @@ async function main(): Promise<void> {
         `p50 ${vars.eventLoopDelayMs.p50} ms, p99 ${vars.eventLoopDelayMs.p99} ms, **max ${vars.eventLoopDelayMs.max} ms**; ` +
         `first ${warmup} s (start-up): p99 ${startup.eventLoopDelayMs.p99} ms, max ${startup.eventLoopDelayMs.max} ms. ` +
         `Control, an idle Node process measured the same way over the same window: p50 ${idle.p50} ms, p99 ${idle.p99} ms, max ${idle.max} ms.`,
+      `- Delivery check: ${token ? "agents enrolled with an auto-approved token; " : ""}the phase-2 agent's batches acknowledged by the server: ` +
+        `${vars.agent?.sender?.ackedBatches ?? "n/a"}; warnings and errors logged by the measured agent: ${agentProblems.length}.`,
     ];
+    if (!(Number(vars.agent?.sender?.ackedBatches) > 0) || agentProblems.length > 0) {
+      lines.push("", "**The agent did not deliver its batches cleanly: these figures do not describe normal operation.**");
+      for (const p of agentProblems.slice(0, 5)) lines.push(`    ${p.slice(0, 300)}`);
+    }
     console.log(lines.join("\n"));
   } finally {
     for (const p of procs) if (p.exitCode === null) p.kill("SIGKILL");
