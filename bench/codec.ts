@@ -14,23 +14,13 @@
 import { cpus } from "node:os";
 import { CHUNK_VERSION, ChunkEncoder, decodeChunk, readContainer } from "../server/tsdb/codec/chunk.js";
 import { ROLLUP_CHUNK_VERSION, decodeRollupChunk, encodeRollupChunk, type RollupColumns } from "../server/tsdb/codec/rollup-chunk.js";
+import { prng } from "../common/prng.js";
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? Number(process.argv[i + 1]) : def;
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same series on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Timestamps on a `intervalMs` grid from `startMs`, each late by a uniform 0..jitterMs ms (as the agent stamps). */
 function gridTimes(n: number, rnd: () => number, intervalMs = 5000, jitterMs = 3, startMs = 1_795_783_182_000): number[] {

@@ -5,18 +5,9 @@ import { file_spectra_v1_agent_service } from "../../../gen/spectra/v1/agent_ser
 import { file_spectra_v1_diagnostics } from "../../../gen/spectra/v1/diagnostics_pb.js";
 import { file_spectra_v1_history_service } from "../../../gen/spectra/v1/history_service_pb.js";
 import { file_spectra_v1_metrics } from "../../../gen/spectra/v1/metrics_pb.js";
+export { prng } from "../../prng.js";
+import { prng } from "../../prng.js";
 
-/** Seeded PRNG (mulberry32) so failures reproduce. */
-export function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const STRINGS = ["", "a", "/dev/sda1", "héllo wörld ✓", "日本語", "x".repeat(130), "y".repeat(20_000), "emoji 🚀"];
 

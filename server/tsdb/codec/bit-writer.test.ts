@@ -1,16 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { prng } from "../../../common/prng.js";
 import { BitWriter, READ_PAD, paddedCopy, peek32 } from "./bit-writer.js";
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("BitWriter / peek32", () => {
   it("writes MSB first and pads the last byte with zeros", () => {

@@ -1,17 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { ChunkDecodeError, ChunkEncoder, chunkMinT, chunkSampleCount, decodeChunk, encodeChunk } from "./chunk.js";
+import { prng } from "../../../common/prng.js";
 
-/** mulberry32: a seeded PRNG so every run sees the same "random" series. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const T0 = 1_795_783_182_000; // ms since epoch, > 2^32
 

@@ -1,17 +1,8 @@
 import { describe, expect, it } from "vitest";
+import { prng } from "../../../common/prng.js";
 import { ChunkDecodeError, decodeChunk, encodeChunk } from "./chunk.js";
 import { ROLLUP_CHUNK_VERSION, decodeRollupChunk, encodeRollupChunk, type RollupColumns } from "./rollup-chunk.js";
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const KEYS = ["t", "min", "max", "sum", "count", "last", "lastT"] as const;
 const DAY = 1_795_737_600_000;
