@@ -191,44 +191,15 @@ function isSnapshot(env: MetricEnvelope): boolean {
   return env.payload.case !== undefined && isSnapshotCase(env.payload.case);
 }
 
-/** Aggregates raw samples (sorted) into steps starting at `from`. */
+/** Aggregates raw samples (sorted) into steps starting at `from`: each sample is a bucket of one. */
 export function stepRaw(
   raw: { t: number[]; v: number[] },
   from: number,
   stepMs: number,
   agg: AggregationName,
 ): { times: number[]; values: number[] } {
-  const times: number[] = [];
-  const values: number[] = [];
-  let cur = Number.NaN;
-  let min = 0;
-  let max = 0;
-  let sum = 0;
-  let count = 0;
-  let last = 0;
-  const emit = () => {
-    if (count === 0) return;
-    times.push(cur);
-    values.push(pickAgg(agg, min, max, sum, count, last));
-  };
-  for (let i = 0; i < raw.t.length; i++) {
-    const start = from + Math.floor((raw.t[i]! - from) / stepMs) * stepMs;
-    const v = raw.v[i]!;
-    if (start !== cur) {
-      emit();
-      cur = start;
-      min = max = sum = last = v;
-      count = 1;
-      continue;
-    }
-    if (v < min) min = v;
-    if (v > max) max = v;
-    sum += v;
-    count++;
-    last = v;
-  }
-  emit();
-  return { times, values };
+  const ones = raw.t.map(() => 1);
+  return stepBuckets({ t: raw.t, min: raw.v, max: raw.v, sum: raw.v, count: ones, last: raw.v, lastT: raw.t }, from, stepMs, agg);
 }
 
 /** Aggregates rollup buckets (sorted) into steps starting at `from` (a step is a whole number of buckets). */
