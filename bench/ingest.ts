@@ -50,6 +50,7 @@ import {
   memoryMiB,
   root,
   sleep,
+  onInterrupt,
   startChild,
   stopChild,
   waitForLine,
@@ -117,6 +118,7 @@ interface SizeReport {
   tables: Array<{ name: string; bytes: number }>;
   chunkRows: number;
   chunkPayloadBytes: number;
+  rollupPayloadBytes: number;
   series: number;
   rollupRows: number;
   snapshotRows: number;
@@ -322,6 +324,7 @@ function sqliteSizes(dbPath: string): SizeReport {
       tables,
       chunkRows: one("SELECT count(*) AS n FROM chunks"),
       chunkPayloadBytes: one("SELECT sum(length(data)) AS n FROM chunks"),
+      rollupPayloadBytes: one("SELECT sum(length(data)) AS n FROM rollups"),
       series: one("SELECT count(*) AS n FROM series"),
       rollupRows: one("SELECT count(*) AS n FROM rollups"),
       snapshotRows: one("SELECT count(*) AS n FROM envelopes"),
@@ -344,6 +347,7 @@ async function postgresSizes(db: BenchDatabase, baseline: number): Promise<SizeR
       tables: s.tables,
       chunkRows: await one("SELECT count(*) AS n FROM chunks"),
       chunkPayloadBytes: await one("SELECT sum(length(data)) AS n FROM chunks"),
+      rollupPayloadBytes: await one("SELECT sum(length(data)) AS n FROM rollups"),
       series: await one("SELECT count(*) AS n FROM series"),
       rollupRows: await one("SELECT count(*) AS n FROM rollups"),
       snapshotRows: await one("SELECT count(*) AS n FROM envelopes"),
@@ -382,7 +386,10 @@ async function runSpectra(gen: Generator, dir: string, kind: "sqlite" | "postgre
   const notes: string[] = [];
   let db: BenchDatabase | undefined;
   let server: { child: Child; url: string } | undefined;
-  const profDir = opts.profile ? join(dir, `prof-${kind}`) : undefined;
+  // every attempt gets a fresh store and profile directory
+  const attempt = `${kind}-${Date.now().toString(36)}`;
+  const dataDir = join(dir, attempt);
+  const profDir = opts.profile ? join(dir, `prof-${attempt}`) : undefined;
   try {
     let storeArgs: string[];
     let baseline = 0;
@@ -391,7 +398,7 @@ async function runSpectra(gen: Generator, dir: string, kind: "sqlite" | "postgre
       baseline = (await databaseSizes(db.url, db.name)).total;
       storeArgs = ["--store", db.url, "--instance-id", "bench-ingest"];
     } else {
-      storeArgs = ["--data-dir", join(dir, "sqlite")];
+      storeArgs = ["--data-dir", dataDir];
     }
     const enrollToken = createEnrollToken(storeArgs.filter((_, i, a) => a[i] !== "--instance-id" && a[i - 1] !== "--instance-id"));
     server = await startServer(dir, `server-${kind}`, storeArgs, profDir);
@@ -406,7 +413,7 @@ async function runSpectra(gen: Generator, dir: string, kind: "sqlite" | "postgre
     log(`${kind}: stopping the server (SIGTERM: it flushes its head)`);
     const stop = await stopChild(server.child, 300_000);
     if (stop.killed) notes.push(`the server did not stop within 300 s and was killed: ${stop.how}`);
-    const size = kind === "sqlite" ? sqliteSizes(join(dir, "sqlite", "spectra.db")) : await postgresSizes(db!, baseline);
+    const size = kind === "sqlite" ? sqliteSizes(join(dataDir, "spectra.db")) : await postgresSizes(db!, baseline);
     const storedSamples = (size as SizeReport & { storedSamples: number }).storedSamples;
     let profile;
     if (profDir) {
@@ -422,13 +429,14 @@ async function runSpectra(gen: Generator, dir: string, kind: "sqlite" | "postgre
     return { ...m, label: kind === "sqlite" ? "Spectra, SQLite" : "Spectra, PostgreSQL 15", stop, storedSamples, size, ...(profile ? { profile } : {}), notes };
   } finally {
     if (server) await stopChild(server.child, 5_000).catch(() => undefined);
+    if (!opts.keep) rmSync(dataDir, { recursive: true, force: true });
     if (db) await db.drop().catch((e: unknown) => log(`could not drop ${db!.name}: ${(e as Error).message}`));
   }
 }
 
 async function runVm(gen: Generator, dir: string): Promise<TargetResult> {
   const port = await freePort();
-  const data = join(dir, "vm-data");
+  const data = join(dir, `vm-data-${Date.now().toString(36)}`); // fresh storage for every attempt
   const child = startChild(VM_BIN, [`-storageDataPath=${data}`, `-httpListenAddr=127.0.0.1:${port}`, "-retentionPeriod=1", "-loggerLevel=WARN"], join(dir, "victoria-metrics.log"));
   try {
     const base = `http://127.0.0.1:${port}`;
@@ -466,6 +474,7 @@ async function runVm(gen: Generator, dir: string): Promise<TargetResult> {
     return { ...m, label: "VictoriaMetrics", stop, storedSamples: added, notes };
   } finally {
     await stopChild(child, 10_000).catch(() => undefined);
+    if (!opts.keep) rmSync(data, { recursive: true, force: true });
   }
 }
 
@@ -519,21 +528,25 @@ function printResults(results: TargetResult[], stats: PoolStats, day: ReturnType
     }
     lines.push("");
     lines.push(
-      `At steady state, per host per day at the default intervals: one simulated host-day (${fmt(ss.samples)} samples in ${ss.series} series, ${fmt(ss.snapshotEnvelopes)} snapshot envelopes) encoded with the server's codec into full chunks (120 samples or 2 h) gives ${fmt(ss.payloadBytes / 1e6, 2)} MB of chunk payload in ${fmt(ss.chunks)} chunks (${fmt(ss.payloadBytes / ss.samples, 2)} B/sample); each store adds its measured per-row cost (chunk rows with indexes minus payloads, per chunk row, from this run). Rollups: ${ss.series} series × 25 rows a day (24 one-minute windows, one day row) at the run's bytes per rollup row; snapshots: the run's bytes per snapshot row.`,
+      `At steady state, per host per day at the default intervals: one simulated host-day (${fmt(ss.samples)} samples in ${ss.series} series, ${fmt(ss.snapshotEnvelopes)} snapshot envelopes) encoded with the server's codec into full chunks (120 samples or 2 h) gives ${fmt(ss.payloadBytes / 1e6, 2)} MB of chunk payload in ${fmt(ss.chunks)} chunks (${fmt(ss.payloadBytes / ss.samples, 2)} B/sample), and rollups computed as the engine does ${fmt(ss.rollup1mBytes / 1e6, 2)} MB in ${fmt(ss.rollup1mRows)} one-minute windows plus ${fmt(ss.rollup1hBytes / 1e3, 1)} kB in ${ss.rollup1hRows} day rows; each store adds its measured cost per row (table with indexes minus payloads, per row, from this run); snapshots at the run's bytes per snapshot row. Retention footprint: raw and snapshots 7 days, 1-minute rollups 90 days, 1-hour rollups 730 days (the defaults).`,
     );
     lines.push("");
-    lines.push("| store | per chunk row (B) | raw samples (B/sample) | raw samples per host per day | + rollups | + snapshots | total per host per day |");
-    lines.push("|---|---:|---:|---:|---:|---:|---:|");
+    lines.push("| store | per chunk row (B) | raw samples (B/sample) | raw samples per host per day | rollups per host per day | snapshots per host per day | total per host per day | per host at default retention |");
+    lines.push("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (const r of sized) {
       const s = r.size!;
       const chunksTable = s.tables.find((t) => t.name === "chunks")?.bytes ?? Number.NaN;
       const perRow = (chunksTable - s.chunkPayloadBytes) / s.chunkRows;
       const raw = ss.payloadBytes + ss.chunks * perRow;
-      const rollRow = (s.tables.find((t) => t.name === "rollups")?.bytes ?? Number.NaN) / s.rollupRows;
-      const roll = ss.series * 25 * rollRow;
+      const rollPerRow = ((s.tables.find((t) => t.name === "rollups")?.bytes ?? Number.NaN) - s.rollupPayloadBytes) / s.rollupRows;
+      const roll1m = ss.rollup1mBytes + ss.rollup1mRows * rollPerRow;
+      const roll1h = ss.rollup1hBytes + ss.rollup1hRows * rollPerRow;
       const snapRow = (s.tables.find((t) => t.name === "envelopes")?.bytes ?? Number.NaN) / s.snapshotRows;
       const snaps = ss.snapshotEnvelopes * snapRow;
-      lines.push(`| ${r.label} | ${fmt(perRow)} | ${fmt(raw / ss.samples, 2)} | ${fmt(raw / 1e6, 2)} MB | ${fmt(roll / 1e6, 2)} MB | ${fmt(snaps / 1e6, 2)} MB | ${fmt((raw + roll + snaps) / 1e6, 2)} MB |`);
+      const retained = (raw + snaps) * 7 + roll1m * 90 + roll1h * 730;
+      lines.push(
+        `| ${r.label} | ${fmt(perRow)} | ${fmt(raw / ss.samples, 2)} | ${fmt(raw / 1e6, 2)} MB | ${fmt((roll1m + roll1h) / 1e6, 2)} MB | ${fmt(snaps / 1e6, 2)} MB | ${fmt((raw + roll1m + roll1h + snaps) / 1e6, 2)} MB | ${fmt(retained / 1e6)} MB (raw ${fmt((raw * 7) / 1e6)}, snapshots ${fmt((snaps * 7) / 1e6)}, 1 m ${fmt((roll1m * 90) / 1e6)}, 1 h ${fmt((roll1h * 730) / 1e6)}) |`,
+      );
     }
   }
   for (const r of results) {
@@ -582,6 +595,7 @@ async function main(): Promise<void> {
   log(`machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, ${fmt(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}; victoria-metrics ${vmVersion}`);
   log(`targets: ${targets.join(", ")}; ${opts.agents} agents, ${opts.connections} connections, warm-up ${opts.warmup} s, window ${opts.seconds} s${quick ? " (--quick)" : ""}`);
   const dir = mkdtempSync(join(tmpdir(), "spectra-bench-ingest-"));
+  if (!opts.keep) onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
   const gen = new Generator();
   const results: TargetResult[] = [];
   try {

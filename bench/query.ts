@@ -31,7 +31,7 @@ import type { ChunkRow, RollupRow, Store } from "../server/store/store.js";
 import { TsdbEngine } from "../server/tsdb/engine.js";
 import { createBenchDatabase, databaseSizes, postgresProblem, type BenchDatabase } from "./lib/pg.js";
 import { PerformanceObserver } from "node:perf_hooks";
-import { argNumber, argValue, cpuSeconds, fmt, hasFlag, median, percentile, systemBusySeconds, waitQuiet } from "./lib/proc.js";
+import { argNumber, argValue, cpuSeconds, fmt, hasFlag, median, onInterrupt, percentile, systemBusySeconds, waitQuiet } from "./lib/proc.js";
 import { DAY, HOUR, hostName, QUERY_SERIES, type BuildSpec, type HostRows } from "./lib/query-store.js";
 import { prng } from "./lib/fleet.js";
 import { openReadOnly, sqliteSpace } from "./lib/sqlite-size.js";
@@ -359,6 +359,7 @@ async function main(): Promise<void> {
   log(`${opts.hosts} hosts, ${opts.rawDays} days raw, ${opts.rollupDays} days of 1-hour rollups; ${tmpdir()} has ${fmt(freeGB, 1)} GB free, the SQLite store needs about ${fmt(needGB, 1)} GB`);
   if (!opts.sqliteFile && freeGB < needGB * 1.3) throw new Error(`not enough free space in ${tmpdir()} (set TMPDIR elsewhere or pass --hosts smaller)`);
   const dir = mkdtempSync(join(tmpdir(), "spectra-bench-query-"));
+  if (!opts.keep) onInterrupt(() => rmSync(dir, { recursive: true, force: true }));
   const spec: BuildSpec = { hosts: opts.hosts, rawDays: opts.rawDays, rollupDays: opts.rollupDays, nowMs: Date.now() };
   const results: TargetResult[] = [];
   try {

@@ -29,6 +29,8 @@ import {
 } from "../../gen/spectra/v1/metrics_pb.js";
 import { flattenEnvelope, isSnapshotCase, type SeriesGroup } from "../../server/tsdb/flatten/flatten.js";
 import { ChunkEncoder } from "../../server/tsdb/codec/chunk.js";
+import { encodeRollupChunk } from "../../server/tsdb/codec/rollup-chunk.js";
+import { aggregate, collapse, replaceBuckets, type Buckets } from "../../server/tsdb/rollup.js";
 
 export const TICK_MS = 5_000;
 
@@ -575,7 +577,18 @@ export function samplesPerHostPerDay(): { samples: number; envelopes: number; se
  * closed at 120 samples or at 2 h boundaries (HeadSeries' rules), with the server's codec. Gives the chunk payload
  * bytes and chunk count per host per day at steady state (every chunk full), and the snapshot envelopes per day.
  */
-export function steadyStateHostDay(): { samples: number; chunks: number; payloadBytes: number; snapshotEnvelopes: number; series: number } {
+export function steadyStateHostDay(): {
+  samples: number;
+  chunks: number;
+  payloadBytes: number;
+  snapshotEnvelopes: number;
+  series: number;
+  /** 1-minute rollup windows (one per series and hour) and their encoded bytes; the day rows (one per series). */
+  rollup1mRows: number;
+  rollup1mBytes: number;
+  rollup1hRows: number;
+  rollup1hBytes: number;
+} {
   const a = new SimAgent(1, Date.UTC(2026, 0, 1));
   const groups: SeriesGroup[] = [];
   const enc = new Map<string, ChunkEncoder>();
@@ -583,6 +596,7 @@ export function steadyStateHostDay(): { samples: number; chunks: number; payload
   let payloadBytes = 0;
   let samples = 0;
   let snapshotEnvelopes = 0;
+  const rawBySeries = new Map<string, { t: number[]; v: number[] }>();
   const close = (e: ChunkEncoder) => {
     chunks++;
     payloadBytes += e.bytes().length;
@@ -604,13 +618,40 @@ export function steadyStateHostDay(): { samples: number; chunks: number; payload
           }
           if (!c) enc.set(key, (c = new ChunkEncoder()));
           c.append(t, v);
+          let raw = rawBySeries.get(key);
+          if (!raw) rawBySeries.set(key, (raw = { t: [], v: [] }));
+          raw.t.push(t);
+          raw.v.push(v);
           samples++;
         });
       }
     }
   }
   for (const c of enc.values()) close(c);
-  return { samples, chunks, payloadBytes, snapshotEnvelopes, series: enc.size };
+  // rollups as TsdbEngine.computeRollups writes them: per hour the 1-minute buckets, per day the hours collapsed
+  let rollup1mRows = 0;
+  let rollup1mBytes = 0;
+  let rollup1hRows = 0;
+  let rollup1hBytes = 0;
+  for (const raw of rawBySeries.values()) {
+    const hours: Buckets[] = [];
+    for (let h = 0; h < 24; h++) {
+      const from = Date.UTC(2026, 0, 1) + h * 3_600_000;
+      const idx = raw.t.map((x, i) => (x >= from && x < from + 3_600_000 ? i : -1)).filter((i) => i >= 0);
+      if (idx.length === 0) continue;
+      const minute = aggregate(idx.map((i) => raw.t[i]!), idx.map((i) => raw.v[i]!), 60_000);
+      rollup1mRows++;
+      rollup1mBytes += encodeRollupChunk(minute).length;
+      hours.push(collapse(minute, 3_600_000));
+    }
+    let day: Buckets | undefined;
+    for (const h of hours) day = day ? replaceBuckets(day, h) : h;
+    if (day) {
+      rollup1hRows++;
+      rollup1hBytes += encodeRollupChunk(day).length;
+    }
+  }
+  return { samples, chunks, payloadBytes, snapshotEnvelopes, series: enc.size, rollup1mRows, rollup1mBytes, rollup1hRows, rollup1hBytes };
 }
 
 // ---------------------------------------------------------------------------------------------------------------

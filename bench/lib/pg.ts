@@ -4,6 +4,7 @@
  */
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { onInterrupt } from "./proc.js";
 
 export const PG_ADMIN_URL = process.env["SPECTRA_BENCH_PG"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -40,12 +41,14 @@ export async function createBenchDatabase(prefix = "spectra_bench"): Promise<Ben
   const u = new URL(PG_ADMIN_URL);
   u.pathname = `/${name}`;
   let dropped = false;
+  const unregister = onInterrupt(() => withClient(PG_ADMIN_URL, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)));
   return {
     name,
     url: u.toString(),
     async drop() {
       if (dropped) return;
       dropped = true;
+      unregister();
       await withClient(PG_ADMIN_URL, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`));
     },
   };

@@ -72,9 +72,17 @@ export async function freePort(): Promise<number> {
 }
 
 const live = new Set<ChildProcess>();
+const cleanups = new Set<() => unknown>();
 let hooked = false;
 
-/** Kills every child still running when the bench exits, however it exits. */
+/** Runs `fn` when the bench is interrupted (SIGINT, SIGTERM, SIGHUP) before its own cleanup; returns the unregister. */
+export function onInterrupt(fn: () => unknown): () => void {
+  hookExit();
+  cleanups.add(fn);
+  return () => cleanups.delete(fn);
+}
+
+/** Kills every child still running when the bench exits, however it exits; runs the interrupt cleanups on signals. */
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
@@ -84,9 +92,11 @@ function hookExit(): void {
   process.on("exit", killAll);
   for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
     process.once(sig, () => {
-      process.stderr.write(`\n${sig}: stopping children\n`);
+      process.stderr.write(`\n${sig}: stopping children and cleaning up\n`);
       killAll();
-      process.exit(130);
+      const all = Promise.allSettled([...cleanups].map(async (fn) => fn()));
+      const bound = new Promise((r) => setTimeout(r, 15_000).unref());
+      void Promise.race([all, bound]).then(() => process.exit(130));
     });
   }
 }
