@@ -1,28 +1,33 @@
 /**
  * Ingest throughput of the real server (issue 6, "Performance"), with VictoriaMetrics on the same load in the same
- * run, and bytes on disk per stored sample.
+ * run, and bytes on disk per stored sample. Results and method: docs/benchmarks.md, "Storage (issue 6)".
  *
  *   npm run bench:ingest -- [--quick] [--targets sqlite,postgres,vm] [--agents 1000] [--connections 16]
- *        [--warmup 10] [--seconds 60] [--batch-envelopes 100] [--window-batches 5] [--vm-format json|prom]
- *        [--gzip] [--profile] [--profile-dir DIR] [--server-node-flags "..."] [--keep] [--quiet-wait 180] [--retries 2] [--timeline]
+ *        [--warmup 10] [--seconds 60] [--batch-envelopes 100 (0: one 5 s tick per batch)] [--window-batches 5]
+ *        [--vm-format json|prom] [--gzip] [--start-hours-ago 12] [--templates 200]
+ *        [--profile] [--profile-dir DIR] [--server-node-flags "..."] [--keep] [--quiet-wait 180] [--retries 2]
+ *        [--timeline]
  *
  * For each target it starts a fresh store and the compiled server (`dist/server/main.js --listen 127.0.0.1:0`, SQLite
- * in a temp data dir, or `--store postgres://…` on a fresh database) or VictoriaMetrics (`victoria-metrics
- * -storageDataPath <temp> -httpListenAddr 127.0.0.1:<port>`) as a child process, and a load generator in a worker
- * thread of this process (lib/ingest-worker.ts): N simulated agents (lib/fleet.ts: a Linux server with Docker at
- * the agent's default intervals, values moving between ticks) over K HTTP/2 connections, streaming MetricBatch
- * messages with AgentService.StreamMetrics (Connect, binary) as the agent does, batches of up to 100 envelopes
- * (the agent's batcher cap: the simulated agents run faster than real time, so their batches fill up). Samples are
- * counted with the server's own flattening (flattenEnvelope) and only when the server acknowledged the batch
- * (acked_sequences of the stream's response). VictoriaMetrics gets the same samples (same flattening, host label
- * added) as one import request per batch.
+ * in a temp data dir, or `--store postgres://…` on a fresh database; agents enroll with a token made by the server's
+ * CLI) or VictoriaMetrics (`victoria-metrics -storageDataPath <temp> -httpListenAddr 127.0.0.1:<port>`) as a child
+ * process, and a load generator in a worker thread of this process (lib/ingest-worker.ts): N simulated agents
+ * (lib/fleet.ts: a Linux server with Docker at the agent's default intervals, values moving between ticks) over K
+ * HTTP/2 connections, streaming MetricBatch messages with AgentService.StreamMetrics (Connect, binary) as the agent
+ * does, batches of up to 100 envelopes (the agent's batcher cap: the simulated agents run faster than real time, so
+ * their batches fill up), 1…2W−1 batches per stream. Samples are counted with the server's own flattening
+ * (flattenEnvelope) and only when the server acknowledged the batch (acked_sequences of the stream's response).
+ * VictoriaMetrics gets the same samples (same flattening, host label added) as one import request per batch.
  *
  * Measured over a fixed window after a warm-up: acknowledged samples/s and batches/s, CPU of the server process
- * (all threads, /proc/<pid>/stat) and of this process (the generator), RSS and peak RSS. The default window (60 s)
- * contains one of the server's head flushes (every 60 s), so the rate is a sustained one. The simulated time starts
- * 4 h in the past, so hours close as the agents' clocks cross them and the server's rollup job runs too.
- * Then the server is stopped with SIGTERM (it flushes its head) and the database measured: SQLite file + -wal, or
- * pg_database_size, per table, divided by the samples stored (sum of the chunks' counts).
+ * (all threads, /proc/<pid>/stat), of PostgreSQL, of this process (the generator) and of everything else, RSS and
+ * peak RSS. The default window (60 s) contains one of the server's head flushes (every 60 s), so the rate is a
+ * sustained one. The simulated time starts 12 h in the past, so hours close as the agents' clocks cross them and the
+ * server's rollup job runs too. Then the server is stopped with SIGTERM (it flushes its head) and the database
+ * measured: SQLite file + -wal, or pg_database_size, per table, divided by the samples stored (sum of the chunks'
+ * counts); and bytes per host per day at steady state from one simulated host-day encoded with the server's codec.
+ * Before each target the bench waits for a quiet machine; a disturbed window is measured again (--retries).
+ * Loopback only; every loop is bounded in time.
  */
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, copyFileSync } from "node:fs";
 import { get } from "node:http";
@@ -61,8 +66,8 @@ const quick = hasFlag("quick");
 const opts = {
   agents: argNumber("agents", 1_000),
   connections: argNumber("connections", 16),
-  warmup: argNumber("warmup", quick ? 3 : 10),
-  seconds: argNumber("seconds", quick ? 12 : 60),
+  warmup: argNumber("warmup", 10),
+  seconds: argNumber("seconds", quick ? 15 : 60),
   batchEnvelopes: argNumber("batch-envelopes", 100),
   windowBatches: argNumber("window-batches", 5),
   templates: argNumber("templates", 200),
