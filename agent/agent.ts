@@ -196,7 +196,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   });
   // Collector statuses travel with a batch only when one changed (health, error, drops) or the last ones sent are
   // getting old (their durations and last-success times): the server keeps the last statuses it received when a
-  // batch carries none. Building and encoding every status with every 5 s batch was a tenth of the agent's CPU.
+  // batch carries none. Building and encoding all of them with every 5 s batch cost more than the batch's envelopes
+  // (about 6 % of the agent's CPU, docs/benchmarks.md).
   const statusRefreshMs = tuning.statusRefreshMs ?? 60_000;
   let statusSentVersion = -1;
   let statusSentAtMs = -Infinity;

@@ -189,7 +189,7 @@ export interface DebugServer {
 export async function startDebugServer(opts: DebugServerOptions): Promise<DebugServer> {
   const log = opts.logger;
   const maxSeconds = opts.maxProfileSeconds ?? 60;
-  // Loaded only with --debug: an agent without it never loads the HTTP server or perf_hooks.
+  // Imported here rather than at the top: only --debug needs them.
   const [{ createServer }, { monitorEventLoopDelay }] = await Promise.all([import("node:http"), import("node:perf_hooks")]);
   // Measuring event-loop delay costs a timer; it runs only while the debug endpoint is on.
   const loopDelay = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
