@@ -168,7 +168,7 @@ describe("TsdbEngine", () => {
 
   it("rolls up closed hours into 1m and 1h buckets equal to a direct computation, also after late data", async () => {
     const h = new Harness();
-    await h.open({ rollupGraceMs: 60_000 });
+    await h.open({ rollupGraceMs: 60_000, flushSliceSeries: 2 }); // 5 series: 3 slices per flush
     const next = values(3);
     const raw: { t: number[]; v: number[] } = { t: [], v: [] };
     // three hours of 7-second samples with jitter (buckets with 8 or 9 samples)
@@ -201,7 +201,7 @@ describe("TsdbEngine", () => {
       await h.ingest([cpu(t, 1000 + i)]);
     }
     await h.engine.flush();
-    await h.crashAndReopen({ rollupGraceMs: 60_000 });
+    await h.crashAndReopen({ rollupGraceMs: 60_000, flushSliceSeries: 2 });
     const sorted = sortedCopy(raw);
     expectBuckets(await h.engine.buckets(h.series("cpu.usage"), "1m", T0, T0 + 3 * 3_600_000 - 1), aggregate(sorted.t, sorted.v, 60_000));
     expectBuckets(await h.engine.buckets(h.series("cpu.usage"), "1h", T0, T0 + 3 * 3_600_000 - 1), aggregate(sorted.t, sorted.v, 3_600_000));
@@ -277,6 +277,73 @@ describe("TsdbEngine", () => {
       'disk.disk_used_pct{mountpoint="/data"}=12.5',
     ]);
     await h.store.close();
+  });
+});
+
+describe("TsdbEngine flush in slices", () => {
+  /** A store whose commitFlush runs `before(call)` first (to ingest meanwhile, or to fail a slice). */
+  function hooked(h: Harness, before: (call: number) => Promise<void>): void {
+    const real = h.store;
+    let calls = 0;
+    h.store = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === "commitFlush") {
+          return async (w: Parameters<Store["commitFlush"]>[0]) => {
+            await before(++calls);
+            return target.commitFlush(w);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+  }
+  const hosts = ["h1", "h2", "h3", "h4", "h5"];
+
+  it("writes slices while ingest goes on; a failed slice loses and doubles nothing, also across a crash", async () => {
+    for (const crashAfterFailure of [false, true]) {
+      const h = new Harness();
+      const want = new Map<string, number[]>(hosts.map((x) => [x, []]));
+      const next = values(7);
+      const ingestTick = async (which: string[]) => {
+        for (const host of which) {
+          const v = next();
+          const mine = want.get(host)!;
+          await h.ingest([cpu(T0 + mine.length * 5_000, v)], host);
+          mine.push(v);
+        }
+      };
+      let failAt = 3;
+      hooked(h, async (call) => {
+        // between slices: h1's series (the first slice) get samples after they were written in this flush
+        if (call % 7 === 2) await ingestTick(["h1"]);
+        if (call === failAt) throw new Error("disk full");
+      });
+      await h.open({ flushSliceSeries: 4 }); // 5 hosts x 5 cpu series: 7 slices
+      for (let i = 0; i < 30; i++) await ingestTick(hosts);
+      await expect(h.engine.flush()).rejects.toThrow("disk full");
+      expect(h.rows("SELECT count(*) AS n FROM wal")[0]).not.toEqual({ n: 0 }); // only the last slice trims it
+      failAt = 0;
+      // no new samples for the failed slices' series (h2, h3): they must stay marked for the next flush
+      if (crashAfterFailure) await h.crashAndReopen({ flushSliceSeries: 4 });
+      const stats = await h.engine.flush();
+      expect(stats.series).toBeGreaterThanOrEqual(17); // at least the 17 series of the failed and unwritten slices
+      await h.crashAndReopen(); // right after the flush: what arrived during it is in the WAL still
+      for (const host of hosts) {
+        const s = h.engine.select({ metric: "cpu.usage", hostname: host })[0]!;
+        const got = await h.engine.samples(s, 0, Number.MAX_SAFE_INTEGER);
+        expect(got.v).toEqual(want.get(host));
+        expect(got.t).toEqual(want.get(host)!.map((_, i) => T0 + i * 5_000));
+      }
+      await h.engine.flush();
+      expect(h.rows("SELECT count(*) AS n FROM wal")).toEqual([{ n: 0 }]);
+      for (const host of hosts) {
+        const s = h.engine.select({ metric: "cpu.usage", hostname: host })[0]!;
+        // stored once: the chunks hold exactly these samples
+        expect(h.rows(`SELECT sum(count) AS n FROM chunks WHERE series_id = ${s.id}`)).toEqual([{ n: want.get(host)!.length }]);
+      }
+      await h.store.close();
+    }
   });
 });
 

@@ -4,8 +4,9 @@
  * enforces retention. Storage goes through the Store interface, so SQLite and PostgreSQL behave the same.
  *
  * Durability: a batch is acknowledged once its WAL row is committed (Store.writeBatch). A flush writes every dirty
- * series' chunks, the rollups due, the per-series watermarks and deletes the WAL rows it covered, in one transaction;
- * after a crash the remaining WAL rows are replayed into the head. Nothing acknowledged is lost, nothing is doubled.
+ * series' chunks, the rollups due and the per-series watermarks in slices of series (one transaction each, ingest
+ * running between them), and its last slice deletes the WAL rows the flush covered; after a crash the remaining WAL
+ * rows are replayed into the head, skipping what a stored slice holds. Nothing acknowledged is lost or doubled.
  */
 import { fromBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../../common/logger.js";
@@ -16,7 +17,7 @@ import { fastToBinary } from "../../common/proto/fast-encode.js";
 import { decodeChunk, type ChunkEncoder } from "./codec/chunk.js";
 import { decodeRollupChunk, encodeRollupChunk } from "./codec/rollup-chunk.js";
 import { flattenEnvelope, type SeriesGroup } from "./flatten/flatten.js";
-import { HeadSeries } from "./head.js";
+import { HeadSeries, type OpenChunk } from "./head.js";
 import { aggregate, collapse, floorTo, replaceBuckets, sliceBuckets, TIERS, type Buckets } from "./rollup.js";
 import { canonicalLabels, parseLabels, type Labels } from "./series.js";
 
@@ -31,6 +32,8 @@ export interface TsdbOptions {
   rollupGraceMs: number;
   /** Series rolled up per flush when an hour closes (spreads the work over flushes). */
   rollupSeriesPerFlush: number;
+  /** Series written per flush transaction; the event loop runs between slices (ingest goes on during a flush). */
+  flushSliceSeries: number;
   /** How long each tier is kept. */
   retentionMs: RetentionCutoffs;
   retentionEveryMs: number;
@@ -43,6 +46,7 @@ export const DEFAULT_TSDB_OPTIONS: Omit<TsdbOptions, "clock"> = {
   chunkSpanMs: 2 * 3_600_000,
   rollupGraceMs: 120_000,
   rollupSeriesPerFlush: 20_000,
+  flushSliceSeries: 2_000,
   retentionMs: { raw: 7 * 86_400_000, "1m": 90 * 86_400_000, "1h": 730 * 86_400_000 },
   retentionEveryMs: 3_600_000,
 };
@@ -316,67 +320,56 @@ export class TsdbEngine {
     });
   }
 
+  /**
+   * Writes the head in slices of at most `flushSliceSeries` series, one transaction each, yielding to the event
+   * loop between them so ingest goes on during a flush (one transaction for every series of a large fleet held the
+   * event loop for seconds). Each slice stores its series' chunks, rollups and watermarks together; the WAL rows
+   * are deleted, and the rollup horizon moved, only by the last slice. A crash between slices is safe: replay skips
+   * what a committed slice stored (per-series watermarks) and re-appends the rest from the WAL.
+   */
   private async flushOnce(): Promise<FlushStats> {
     const walBelow = this.maxAppendedWal + 1;
-    const dirty: HeadSeries[] = [];
-    for (const s of this.series.values()) if (s.dirty) dirty.push(s);
-    await this.assignIds(dirty);
-
-    const chunks: ChunkRow[] = [];
-    const chunkOwners: Array<{ open?: { id: number | undefined } }> = [];
-    const flushed: Array<{ seriesId: number; walId: number; lastT: number; lastV: number }> = [];
-    for (const s of dirty) {
-      s.dirty = false;
-      const id = s.id!;
-      for (const c of s.closed) {
-        chunks.push(chunkRow(id, c.enc, c.id));
-        chunkOwners.push({ open: c });
-      }
-      s.closed = [];
-      if (s.open && s.open.enc.count > 0) {
-        chunks.push(chunkRow(id, s.open.enc, s.open.id));
-        chunkOwners.push({ open: s.open });
-      }
-      const ooo = s.takeOutOfOrder();
-      if (ooo) {
-        const d = decodeChunk(ooo);
-        chunks.push({ seriesId: id, minT: d.t[0]!, maxT: d.t[d.t.length - 1]!, count: d.t.length, data: ooo });
-        chunkOwners.push({});
-      }
-      flushed.push({ seriesId: id, walId: s.walMax, lastT: s.lastT, lastV: s.lastV });
+    const due = this.dueRollups();
+    const work = new Map<HeadSeries, number[]>();
+    for (const w of due.work) {
+      const hours = work.get(w.s);
+      if (hours) hours.push(w.hour);
+      else work.set(w.s, [w.hour]);
     }
+    const todo = new Set<HeadSeries>(work.keys());
+    for (const s of this.series.values()) if (s.dirty) todo.add(s);
+    const list = [...todo];
 
     const latestEnv = this.latestEnv;
     this.latestEnv = new Map();
-    const latest: LatestRow[] = [];
-    for (const [hostname, m] of latestEnv) {
-      for (const { env, t } of m.values()) {
-        latest.push({ hostname, type: env.type, key: envelopeKey(env), timestampMs: t, payload: fastToBinary(MetricEnvelopeSchema, env) });
-      }
-    }
-    const { rollups, meta, undo } = await this.dueRollups(chunks);
-    let chunkIds: number[];
+    const latestHosts = [...latestEnv.keys()];
+
+    const size = Math.max(1, this.opts.flushSliceSeries);
+    const slices = Math.max(1, Math.ceil(list.length / size), Math.ceil(latestHosts.length / size));
+    const stats: FlushStats = { series: 0, chunks: 0, rollups: 0, walDeletedBelow: walBelow };
+    let done = 0;
     try {
-      ({ chunkIds } = await this.store.commitFlush({
-        chunks,
-        rollups,
-        flushed,
-        deleteWalBelow: walBelow,
-        latest,
-        ...(meta ? { meta } : {}),
-      }));
+      for (let k = 0; k < slices; k++) {
+        if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const last = k === slices - 1;
+        const part = list.slice(k * size, (k + 1) * size);
+        const hosts = latestHosts.slice(Math.floor((k * latestHosts.length) / slices), Math.floor(((k + 1) * latestHosts.length) / slices));
+        const r = await this.flushSlice(part, work, latestEnv, hosts, last ? walBelow : undefined, last ? due.meta : undefined);
+        done = k + 1;
+        stats.series += r.series;
+        stats.chunks += r.chunks;
+        stats.rollups += r.rollups;
+      }
     } catch (err) {
-      undo();
-      this.restoreLatest(latestEnv);
-      for (const s of dirty) s.dirty = true;
+      // Slices before `done` are stored; the rest goes back to the head for the next flush.
+      const failed = new Set(list.slice(done * size));
+      due.undo((s) => failed.has(s));
+      const failedHosts = new Set(latestHosts.slice(Math.floor((done * latestHosts.length) / slices)));
+      this.restoreLatest(new Map([...latestEnv].filter(([h]) => failedHosts.has(h))));
       throw err;
     }
-    chunkIds.forEach((cid, i) => {
-      const owner = chunkOwners[i]!.open;
-      if (owner) owner.id = cid;
-    });
-    if (meta) {
-      const horizon = Number(meta[HORIZON_KEY]);
+    if (due.meta) {
+      const horizon = Number(due.meta[HORIZON_KEY]);
       this.horizon = horizon;
       // samples that arrived during this flush behind the new horizon are late data now
       for (const s of this.series.values()) {
@@ -386,7 +379,84 @@ export class TsdbEngine {
         }
       }
     }
-    return { series: dirty.length, chunks: chunks.length, rollups: rollups.length, walDeletedBelow: walBelow };
+    return stats;
+  }
+
+  /** One flush transaction: the dirty series of `part` (and their due rollups), the latest envelopes of `hosts`. */
+  private async flushSlice(
+    part: HeadSeries[],
+    work: Map<HeadSeries, number[]>,
+    latestEnv: Map<string, Map<string, { env: MetricEnvelope; t: number }>>,
+    hosts: string[],
+    deleteWalBelow: number | undefined,
+    meta: Record<string, string> | undefined,
+  ): Promise<{ series: number; chunks: number; rollups: number }> {
+    await this.assignIds(part);
+    const chunks: ChunkRow[] = [];
+    const chunkOwners: Array<OpenChunk | undefined> = [];
+    const flushed: Array<{ seriesId: number; walId: number; lastT: number; lastV: number }> = [];
+    const taken: Array<{ s: HeadSeries; closed: OpenChunk[]; ooo: { t: number[]; v: number[] } | undefined }> = [];
+    for (const s of part) {
+      if (!s.dirty) continue;
+      s.dirty = false;
+      const id = s.id!;
+      const closed = s.closed;
+      s.closed = [];
+      for (const c of closed) {
+        chunks.push(chunkRow(id, c.enc, c.id));
+        chunkOwners.push(c);
+      }
+      if (s.open && s.open.enc.count > 0) {
+        chunks.push(chunkRow(id, s.open.enc, s.open.id));
+        chunkOwners.push(s.open);
+      }
+      const ooo = s.oooT ? { t: s.oooT, v: s.oooV! } : undefined;
+      const oooChunk = s.takeOutOfOrder();
+      if (oooChunk) {
+        const d = decodeChunk(oooChunk);
+        chunks.push({ seriesId: id, minT: d.t[0]!, maxT: d.t[d.t.length - 1]!, count: d.t.length, data: oooChunk });
+        chunkOwners.push(undefined);
+      }
+      taken.push({ s, closed, ooo });
+      flushed.push({ seriesId: id, walId: s.walMax, lastT: s.lastT, lastV: s.lastV });
+    }
+    const latest: LatestRow[] = [];
+    for (const hostname of hosts) {
+      for (const { env, t } of latestEnv.get(hostname)!.values()) {
+        latest.push({ hostname, type: env.type, key: envelopeKey(env), timestampMs: t, payload: fastToBinary(MetricEnvelopeSchema, env) });
+      }
+    }
+    const due: Array<{ s: HeadSeries; hour: number }> = [];
+    for (const s of part) for (const hour of work.get(s) ?? []) due.push({ s, hour });
+    let chunkIds: number[];
+    let rollups: RollupRow[] = [];
+    try {
+      rollups = due.length > 0 ? await this.computeRollups(due, chunks) : [];
+      ({ chunkIds } = await this.store.commitFlush({
+        chunks,
+        rollups,
+        flushed,
+        ...(deleteWalBelow !== undefined ? { deleteWalBelow } : {}),
+        latest,
+        ...(meta ? { meta } : {}),
+      }));
+    } catch (err) {
+      // Back into the head: the closed chunks and out-of-order samples this slice took, and the dirty marks.
+      for (const { s, closed, ooo } of taken) {
+        s.dirty = true;
+        s.closed = [...closed, ...s.closed];
+        if (ooo) {
+          s.oooT = [...ooo.t, ...(s.oooT ?? [])];
+          s.oooV = [...ooo.v, ...(s.oooV ?? [])];
+        }
+      }
+      throw err;
+    }
+    chunkIds.forEach((cid, i) => {
+      const owner = chunkOwners[i];
+      if (owner) owner.id = cid;
+    });
+    return { series: taken.length, chunks: chunks.length, rollups: rollups.length };
   }
 
   private async assignIds(list: HeadSeries[]): Promise<void> {
@@ -399,21 +469,23 @@ export class TsdbEngine {
   }
 
   /**
-   * Rollups to write with this flush: hours that received late samples (recomputed from raw), and closed hours
-   * past the horizon (at most rollupSeriesPerFlush series-hours per flush; the horizon moves when an hour is done
-   * and skips hours without samples). `undo` restores the bookkeeping if the flush fails.
+   * Rollup work of this flush: hours that received late samples (recomputed from raw), and closed hours past the
+   * horizon (at most rollupSeriesPerFlush series-hours per flush; the horizon moves when an hour is done and skips
+   * hours without samples). `undo(pred)` restores the bookkeeping of the series `pred` selects (their slice failed).
    */
-  private async dueRollups(
-    pending: ChunkRow[],
-  ): Promise<{ rollups: RollupRow[]; meta?: Record<string, string>; undo: () => void }> {
+  private dueRollups(): {
+    work: Array<{ s: HeadSeries; hour: number }>;
+    meta?: Record<string, string>;
+    undo: (pred: (s: HeadSeries) => boolean) => void;
+  } {
     const work: Array<{ s: HeadSeries; hour: number }> = [];
-    const restore: Array<() => void> = [];
+    const restore: Array<{ s: HeadSeries; fn: () => void }> = [];
     for (const s of this.series.values()) {
       if (!s.lateHours) continue;
       const late = s.lateHours;
       for (const hour of late) work.push({ s, hour });
       s.lateHours = undefined;
-      restore.push(() => (s.lateHours = late));
+      restore.push({ s, fn: () => (s.lateHours = late) });
     }
     let meta: Record<string, string> | undefined;
     const closedBefore = floorTo(this.opts.clock() - this.opts.rollupGraceMs, HOUR);
@@ -433,7 +505,7 @@ export class TsdbEngine {
         work.push({ s, hour });
         const before = s.rollFrom;
         s.rollFrom = s.lastT >= hour + HOUR ? Math.max(before, hour + HOUR) : Number.POSITIVE_INFINITY;
-        restore.push(() => (s.rollFrom = before));
+        restore.push({ s, fn: () => (s.rollFrom = before) });
       }
       if (this.rollingHour.todo.length > 0) break;
       // hour done: the next hour holding samples, or the newest closed hour
@@ -443,16 +515,15 @@ export class TsdbEngine {
       meta = { [HORIZON_KEY]: String(horizon) };
       this.rollingHour = undefined;
     }
-    const undo = () => {
-      for (const r of restore) r();
+    const undo = (pred: (s: HeadSeries) => boolean) => {
+      for (const r of restore) if (pred(r.s)) r.fn();
       this.rollingHour = undefined;
     };
-    if (work.length === 0) return { rollups: [], ...(meta ? { meta } : {}), undo };
-    await this.assignIds(work.map((w) => w.s));
-    return { rollups: await this.computeRollups(work, pending), ...(meta ? { meta } : {}), undo };
+    return { work, ...(meta ? { meta } : {}), undo };
   }
 
   private async computeRollups(work: Array<{ s: HeadSeries; hour: number }>, pending: ChunkRow[]): Promise<RollupRow[]> {
+    await this.assignIds(work.map((w) => w.s));
     const pendingBySeries = new Map<number, ChunkRow[]>();
     for (const c of pending) {
       let l = pendingBySeries.get(c.seriesId);
