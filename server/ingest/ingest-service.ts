@@ -19,6 +19,8 @@ export interface IngestInput {
   sequence: bigint;
   envelopes: MetricEnvelope[];
   collectorStatus: CollectorStatus[];
+  /** Each envelope's binary encoding as it arrived (binary uploads), parallel to `envelopes`. */
+  rawEnvelopes?: readonly Uint8Array[] | undefined;
 }
 
 /** What was done with a batch. */
@@ -53,6 +55,8 @@ export function createIngestService(deps: {
       }
       const now = clock();
       const kept: MetricEnvelope[] = [];
+      const raw = input.rawEnvelopes !== undefined && input.rawEnvelopes.length === input.envelopes.length ? input.rawEnvelopes : undefined;
+      const keptRaw: (Uint8Array | undefined)[] = [];
       let ignored = 0;
       input.envelopes.forEach((env, i) => {
         if (env.hostname !== "" && env.hostname !== input.hostname) {
@@ -66,6 +70,8 @@ export function createIngestService(deps: {
         if (env.type !== "" && env.type !== type && !(env.type === "updates" && type === "update_status")) {
           throw new InvalidInputError(`envelope ${i}: type "${env.type}" does not match its payload "${type}"`);
         }
+        // the bytes as they arrived are the stored form only when nothing below changes the envelope
+        keptRaw.push(raw && env.type === type && env.hostname === input.hostname && env.timestamp ? raw[i] : undefined);
         env.type = type;
         env.hostname = input.hostname;
         env.timestamp ??= timestampFromMs(now);
@@ -79,9 +85,10 @@ export function createIngestService(deps: {
         envelopes: kept,
         collectorStatus: input.collectorStatus,
         receivedAtMs: now,
+        ...(raw ? { encoded: keptRaw } : {}),
       });
       // Synchronously after the commit resolved: batches reach the head in WAL order.
-      if (!r.duplicate) tsdb.append(r.walId, input.hostname, kept);
+      if (!r.duplicate) tsdb.append(r.walId, input.hostname, kept, false, r.envelopeBytes);
       // A replayed batch is contact too (the agent is there, resending what it spooled).
       presence?.contact(input.hostname, input.collectorStatus);
       return { duplicate: r.duplicate, stored: r.stored, ignored };

@@ -19,6 +19,7 @@ import type { StreamWatch } from "../agents/access.js";
 import { checkActsAs, type AgentPrincipal } from "../auth/principal.js";
 import { InvalidInputError, PermissionDeniedError, UnauthenticatedError } from "../errors.js";
 import { principalOf } from "./auth.js";
+import { rawEnvelopesOf } from "./binary-ingest.js";
 
 function batchInput(batch: MetricBatch | undefined) {
   if (!batch) throw new InvalidInputError("missing batch");
@@ -28,6 +29,7 @@ function batchInput(batch: MetricBatch | undefined) {
     sequence: batch.sequence,
     envelopes: batch.envelopes,
     collectorStatus: batch.collectorStatus,
+    rawEnvelopes: rawEnvelopesOf(batch),
   };
 }
 

@@ -1,4 +1,4 @@
-import { create, equals, fromJson, toJson } from "@bufbuild/protobuf";
+import { create, equals, fromBinary, fromJson, toJson } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
@@ -8,6 +8,7 @@ import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "..
 import { prng, randomInit } from "../../common/proto/testing/random-messages.js";
 import { startTestApp } from "../testing/app.js";
 import { bearer } from "../testing/credentials.js";
+import { typeForCase } from "../ingest/payload-types.js";
 import { isBinaryMetricUpload, RawBatchAgentService } from "./binary-ingest.js";
 
 let app: Awaited<ReturnType<typeof startTestApp>>;
@@ -79,5 +80,44 @@ describe("binary metric uploads", () => {
       const jsonSeries = app.services.tsdb.select({ hostname: "via-json" }).map((s) => `${s.metric}{${s.labelsText}}=${s.lastV}`).sort();
       expect(series).toEqual(jsonSeries);
     }
+  });
+
+  it("stores an agent's envelopes as the bytes they arrived as, without encoding them again", async () => {
+    const hostname = "as-sent";
+    const client = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", interceptors: [bearer(await app.agentKey(hostname))] }));
+    const t = Date.UTC(2026, 10, 27, 13);
+    // as the agent sends them: type, hostname and timestamp set, so ingest changes nothing
+    const envs = envelopes(11, t).map((e) => create(MetricEnvelopeSchema, { ...e, hostname, type: typeForCase(e.payload.case!) }));
+    const store = app.services.store;
+    const seen: Array<readonly (Uint8Array | undefined)[] | undefined> = [];
+    const writeBatch = store.writeBatch.bind(store);
+    store.writeBatch = (b) => {
+      seen.push(b.encoded);
+      return writeBatch(b);
+    };
+    try {
+      const batch = create(MetricBatchSchema, { hostname, sessionId: "s", sequence: 1n, envelopes: envs });
+      expect((await client.pushMetrics({ batch })).storedEnvelopes).toBe(envs.length);
+    } finally {
+      store.writeBatch = writeBatch;
+    }
+    expect(seen).toHaveLength(1);
+    expect(seen[0]?.length).toBe(envs.length);
+    seen[0]!.forEach((b, i) => expect(b && equals(MetricEnvelopeSchema, fromBinary(MetricEnvelopeSchema, b), envs[i]!), `envelope ${i}`).toBe(true));
+    // read back: latest (memory, then stored by a flush), snapshots and series hold what was sent
+    const check = async () => {
+      const got = await app.services.tsdb.latest(hostname);
+      expect(got.length).toBeGreaterThan(15);
+      for (const g of got) {
+        const sent = envs.filter((e) => e.type === g.type).find((e) => equals(MetricEnvelopeSchema, e, g.envelope));
+        expect(sent, `${g.type} ${g.key}`).toBeDefined();
+      }
+    };
+    await check();
+    await app.services.tsdb.flush();
+    await check();
+    const snaps = await store.listEnvelopes({ hostname, limit: 100 });
+    expect(snaps.length).toBeGreaterThan(0);
+    for (const sn of snaps) expect(envs.some((e) => equals(MetricEnvelopeSchema, e, sn.envelope))).toBe(true);
   });
 });

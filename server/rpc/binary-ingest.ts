@@ -5,7 +5,8 @@
  * whose service descriptor is the same AgentService with the `batch` fields typed `bytes` (the same wire format:
  * an embedded message is length-delimited bytes). The handler gets the batch's raw bytes and decodes them with the
  * compiled decoder (common/proto/fast-decode.ts, checked field for field against fromBinary). JSON requests keep
- * the regular handler, so `buf curl` and JSON clients see no difference.
+ * the regular handler, so `buf curl` and JSON clients see no difference. Each envelope's bytes as they arrived are
+ * kept beside the decoded batch (rawEnvelopesOf), so the store writes them without encoding the batch again.
  */
 import { createFileRegistry, type DescService } from "@bufbuild/protobuf";
 import { clone } from "@bufbuild/protobuf";
@@ -15,7 +16,8 @@ import type { Http2ServerRequest } from "node:http2";
 import type { ServiceImpl } from "@connectrpc/connect";
 import { fastFromBinary } from "../../common/proto/fast-decode.js";
 import { AgentService, file_spectra_v1_agent_service } from "../../gen/spectra/v1/agent_service_pb.js";
-import { MetricBatchSchema } from "../../gen/spectra/v1/metrics_pb.js";
+import { MetricBatchSchema, type MetricBatch } from "../../gen/spectra/v1/metrics_pb.js";
+import { envelopeSlices } from "../store/wal-payload.js";
 
 const RAW_REQUESTS = new Set(["spectra.v1.StreamMetricsRequest", "spectra.v1.PushMetricsRequest"]);
 
@@ -45,10 +47,22 @@ export function isBinaryMetricUpload(req: IncomingMessage | Http2ServerRequest):
   return PATHS.has(path) && BINARY_TYPES.test(String(req.headers["content-type"] ?? ""));
 }
 
+const rawEnvelopes = new WeakMap<MetricBatch, Uint8Array[]>();
+
+/** The bytes each envelope of `batch` arrived as, when it came through the binary path (views into the request). */
+export function rawEnvelopesOf(batch: MetricBatch): Uint8Array[] | undefined {
+  return rawEnvelopes.get(batch);
+}
+
 /** Wraps the regular implementation: decodes the raw batch bytes, then calls it. */
 export function rawBatchImpl(impl: ServiceImpl<typeof AgentService>): Partial<ServiceImpl<DescService>> {
-  const decode = (bytes: unknown) =>
-    bytes instanceof Uint8Array && bytes.length > 0 ? fastFromBinary(MetricBatchSchema, bytes) : undefined;
+  const decode = (bytes: unknown) => {
+    if (!(bytes instanceof Uint8Array) || bytes.length === 0) return undefined;
+    const batch = fastFromBinary(MetricBatchSchema, bytes);
+    const slices = envelopeSlices(bytes);
+    if (slices && slices.length === batch.envelopes.length) rawEnvelopes.set(batch, slices);
+    return batch;
+  };
   return {
     streamMetrics(reqs: AsyncIterable<{ batch: Uint8Array }>, ctx: Parameters<typeof impl.streamMetrics>[1]) {
       return impl.streamMetrics(

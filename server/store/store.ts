@@ -14,6 +14,11 @@ export interface BatchWrite {
   /** Not written by writeBatch: the presence tracker keeps it with the agent's last contact (see touchAgents). */
   collectorStatus: CollectorStatus[];
   receivedAtMs: number;
+  /**
+   * Envelope i's binary encoding as it arrived, when it is exactly what `envelopes[i]` encodes to (an agent's
+   * binary upload that ingest did not change): stored as is instead of being encoded again.
+   */
+  encoded?: readonly (Uint8Array | undefined)[];
 }
 
 /** Outcome of {@link Store.writeBatch}. */
@@ -23,6 +28,8 @@ export interface BatchWriteResult {
   stored: number;
   /** Id of the write-ahead-log row that holds the batch until its samples are in chunks (0 when duplicate). */
   walId: number;
+  /** Each stored envelope's binary encoding (views into a larger buffer: copy what is kept). */
+  envelopeBytes?: Uint8Array[];
 }
 
 /** One row of the ingest write-ahead log: a committed batch whose samples may not be in chunks yet. */

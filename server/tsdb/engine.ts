@@ -14,6 +14,8 @@ import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "..
 import type { ChunkRow, LatestRow, RetentionCutoffs, RollupRow, RollupTier, Store, StoredEnvelope } from "../store/store.js";
 import { envelopeKey } from "../store/envelope-key.js";
 import { fastToBinary } from "../../common/proto/fast-encode.js";
+import { fastFromBinary } from "../../common/proto/fast-decode.js";
+import { envelopeSlices } from "../store/wal-payload.js";
 import { decodeChunk, type ChunkEncoder } from "./codec/chunk.js";
 import { decodeRollupChunk, encodeRollupChunk } from "./codec/rollup-chunk.js";
 import { flattenEnvelope, type SeriesGroup } from "./flatten/flatten.js";
@@ -62,6 +64,15 @@ export interface LiveSample {
   v: number;
 }
 
+/** A latest envelope waiting for the next flush. */
+interface LatestEnvelope {
+  type: string;
+  key: string;
+  t: number;
+  bytes?: Uint8Array;
+  env?: MetricEnvelope;
+}
+
 export interface FlushStats {
   series: number;
   chunks: number;
@@ -77,8 +88,11 @@ export class TsdbEngine {
   /** Per host: group key → (metrics array → series parallel to it). */
   private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: HeadSeries[] }[]>>();
   private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
-  /** Per host: the newest envelope per (type, key) received since the last flush (stored by the next flush). */
-  private latestEnv = new Map<string, Map<string, { env: MetricEnvelope; t: number }>>();
+  /**
+   * Per host: the newest envelope per (type, key) received since the last flush (stored by the next flush), as its
+   * binary encoding (a fraction of the decoded message's memory), or as the message when no encoding was at hand.
+   */
+  private latestEnv = new Map<string, Map<string, LatestEnvelope>>();
   private readonly groups: SeriesGroup[] = [];
   private maxAppendedWal = 0;
   /** Hours before this are rolled up (ms, hour aligned); undefined until the first sample. */
@@ -128,7 +142,7 @@ export class TsdbEngine {
       if (rows.length === 0) break;
       for (const row of rows) {
         const batch = fromBinary(MetricBatchSchema, row.payload);
-        this.append(row.id, row.hostname, batch.envelopes, true);
+        this.append(row.id, row.hostname, batch.envelopes, true, envelopeSlices(row.payload));
         after = row.id;
         replayed++;
       }
@@ -188,9 +202,10 @@ export class TsdbEngine {
 
   /**
    * Appends the samples of a committed batch (WAL row `walId`). Called right after Store.writeBatch resolves, in
-   * commit order. `replay` skips samples a flush already stored.
+   * commit order. `replay` skips samples a flush already stored. `bytes[i]`, when given, is envelope i's binary
+   * encoding (kept, copied, as the host's latest envelope of its kind).
    */
-  append(walId: number, hostname: string, envelopes: readonly MetricEnvelope[], replay = false): void {
+  append(walId: number, hostname: string, envelopes: readonly MetricEnvelope[], replay = false, bytes?: readonly Uint8Array[]): void {
     let cache = this.groupCache.get(hostname);
     if (!cache) this.groupCache.set(hostname, (cache = new Map()));
     const listeners = this.live.get(hostname);
@@ -199,13 +214,19 @@ export class TsdbEngine {
     const span = this.opts.chunkSpanMs;
     let latest = this.latestEnv.get(hostname);
     if (!latest) this.latestEnv.set(hostname, (latest = new Map()));
-    for (const env of envelopes) {
+    const withBytes = bytes !== undefined && bytes.length === envelopes.length ? bytes : undefined;
+    for (let e = 0; e < envelopes.length; e++) {
+      const env = envelopes[e]!;
       const ts = env.timestamp;
       if (!ts) continue;
       const t = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6);
-      const lk = `${env.type}\u0000${envelopeKey(env)}`;
+      const key = envelopeKey(env);
+      const lk = `${env.type}\u0000${key}`;
       const prev = latest.get(lk);
-      if (!prev || t >= prev.t) latest.set(lk, { env, t });
+      if (!prev || t >= prev.t) {
+        // a copy: the bytes given are views into the request or WAL row, which must not stay alive for this
+        latest.set(lk, withBytes ? { type: env.type, key, t, bytes: withBytes[e]!.slice() } : { type: env.type, key, t, env });
+      }
       const groups = this.groups;
       groups.length = 0;
       flattenEnvelope(env, groups);
@@ -243,7 +264,7 @@ export class TsdbEngine {
   }
 
   /** Puts back latest envelopes a failed flush did not store (unless newer ones arrived meanwhile). */
-  private restoreLatest(old: Map<string, Map<string, { env: MetricEnvelope; t: number }>>): void {
+  private restoreLatest(old: Map<string, Map<string, LatestEnvelope>>): void {
     for (const [hostname, m] of old) {
       let cur = this.latestEnv.get(hostname);
       if (!cur) this.latestEnv.set(hostname, (cur = new Map()));
@@ -260,9 +281,12 @@ export class TsdbEngine {
     const mem = this.latestEnv.get(hostname);
     if (!mem || mem.size === 0) return stored;
     const byKey = new Map(stored.map((s) => [`${s.type}\u0000${s.key}`, s]));
-    for (const [k, { env, t }] of mem) {
+    for (const [k, l] of mem) {
       const s = byKey.get(k);
-      if (!s || t >= s.timestampMs) byKey.set(k, { hostname, type: env.type, key: envelopeKey(env), timestampMs: t, envelope: env });
+      if (!s || l.t >= s.timestampMs) {
+        const envelope = l.env ?? fastFromBinary(MetricEnvelopeSchema, l.bytes!);
+        byKey.set(k, { hostname, type: l.type, key: l.key, timestampMs: l.t, envelope });
+      }
     }
     return [...byKey.values()].sort((a, b) => (a.type < b.type ? -1 : a.type > b.type ? 1 : a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
@@ -386,7 +410,7 @@ export class TsdbEngine {
   private async flushSlice(
     part: HeadSeries[],
     work: Map<HeadSeries, number[]>,
-    latestEnv: Map<string, Map<string, { env: MetricEnvelope; t: number }>>,
+    latestEnv: Map<string, Map<string, LatestEnvelope>>,
     hosts: string[],
     deleteWalBelow: number | undefined,
     meta: Record<string, string> | undefined,
@@ -422,8 +446,8 @@ export class TsdbEngine {
     }
     const latest: LatestRow[] = [];
     for (const hostname of hosts) {
-      for (const { env, t } of latestEnv.get(hostname)!.values()) {
-        latest.push({ hostname, type: env.type, key: envelopeKey(env), timestampMs: t, payload: fastToBinary(MetricEnvelopeSchema, env) });
+      for (const l of latestEnv.get(hostname)!.values()) {
+        latest.push({ hostname, type: l.type, key: l.key, timestampMs: l.t, payload: l.bytes ?? fastToBinary(MetricEnvelopeSchema, l.env!) });
       }
     }
     const due: Array<{ s: HeadSeries; hour: number }> = [];

@@ -435,10 +435,12 @@ class PostgresStore implements Store {
     };
     const counts = new Map<string, number>();
     const walIdOf = new Map<BatchWrite, number>();
+    const bytesOf = new Map<BatchWrite, Uint8Array[]>();
     fresh.forEach((b, n) => {
-      const encoded = encodeBatch(b.hostname, b.envelopes);
+      const encoded = encodeBatch(b.hostname, b.envelopes, b.encoded);
       const id = ids[n]!;
       walIdOf.set(b, id);
+      bytesOf.set(b, encoded.envelopes);
       wal.id.push(id);
       wal.host.push(b.hostname);
       wal.received.push(b.receivedAtMs);
@@ -485,7 +487,9 @@ class PostgresStore implements Store {
     // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
 
     return group.map((b, i) =>
-      isNew[i] ? { duplicate: false, stored: b.envelopes.length, walId: walIdOf.get(b)! } : { duplicate: true, stored: 0, walId: 0 },
+      isNew[i]
+        ? { duplicate: false, stored: b.envelopes.length, walId: walIdOf.get(b)!, envelopeBytes: bytesOf.get(b)! }
+        : { duplicate: true, stored: 0, walId: 0 },
     );
   }
 

@@ -256,7 +256,7 @@ class SqliteStore implements Store {
       const r = this.stmt.insertBatchKey.run(b.hostname, b.sessionId, b.sequence, b.receivedAtMs);
       if (r.changes === 0) return { duplicate: true, stored: 0, walId: 0 };
     }
-    const encoded = encodeBatch(b.hostname, b.envelopes);
+    const encoded = encodeBatch(b.hostname, b.envelopes, b.encoded);
     const walId = Number(this.stmt.insertWal.run(b.hostname, b.receivedAtMs, encoded.wal).lastInsertRowid);
     b.envelopes.forEach((env, i) => {
       const ts = env.timestamp ? Number(env.timestamp.seconds) * 1000 + Math.floor(env.timestamp.nanos / 1e6) : b.receivedAtMs;
@@ -268,7 +268,7 @@ class SqliteStore implements Store {
     });
     if (b.envelopes.length > 0) this.stmt.countHost.run(b.hostname, b.envelopes.length);
     // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
-    return { duplicate: false, stored: b.envelopes.length, walId };
+    return { duplicate: false, stored: b.envelopes.length, walId, envelopeBytes: encoded.envelopes };
   }
 
   async listEnvelopes(q: {
