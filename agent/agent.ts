@@ -185,6 +185,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     logger: log.child({ component: "transport" }),
     credential,
     pin: config.serverPin,
+    ...(config.clientTls ? { tls: config.clientTls } : {}),
     authRetryMs,
   });
   const sender: Sender = createSender({

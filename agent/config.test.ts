@@ -266,3 +266,43 @@ describe("enrollment token and server fingerprint", () => {
     expect(bad.message).not.toContain("secret");
   });
 });
+
+describe("client TLS (mutual TLS, custom CA)", () => {
+  const CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const KEY = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+  const files = { "/work/a.crt": CERT, "/work/a.key": KEY, "/etc/ca.pem": CERT };
+  const https = ["--server", "https://spectra.example:8443"];
+
+  it("reads cert, key and CA from flags, environment or the file, relative to the working directory", () => {
+    const f = load([...https, "--tls-cert", "a.crt", "--tls-key", "a.key", "--tls-ca", "/etc/ca.pem"], {}, files);
+    expect(f.clientTls).toEqual({ cert: Buffer.from(CERT), key: Buffer.from(KEY), ca: Buffer.from(CERT) });
+    const e = load(https, { SPECTRA_TLS_CERT: "/work/a.crt", SPECTRA_TLS_KEY: "a.key" }, files);
+    expect(e.clientTls).toEqual({ cert: Buffer.from(CERT), key: Buffer.from(KEY) });
+    const y = load(["-c", "/work/s.yaml"], {}, { ...files, "/work/s.yaml": "server: https://s:1\ntls_ca: /etc/ca.pem\n" });
+    expect(y.clientTls).toEqual({ ca: Buffer.from(CERT) });
+    expect(load([]).clientTls).toBeUndefined();
+  });
+
+  it("refuses half a pair, http://, a CA with a pin, unreadable and non-PEM files, naming the setting only", () => {
+    expect(errorOf(() => load([...https, "--tls-cert", "a.crt"], {}, files)).message).toMatch(/^--tls-cert: a client certificate needs both/);
+    expect(errorOf(() => load(https, { SPECTRA_TLS_KEY: "a.key" }, files)).message).toMatch(/^SPECTRA_TLS_KEY: a client certificate needs both/);
+    expect(errorOf(() => load(["--tls-ca", "/etc/ca.pem"], {}, files)).message).toBe(
+      "--tls-ca: TLS settings, but the server http://127.0.0.1:8080 is not https://",
+    );
+    const pin = `sha256:${"ab".repeat(32)}`;
+    expect(errorOf(() => load([...https, "--server-fingerprint", pin, "--tls-ca", "/etc/ca.pem"], {}, files)).message).toMatch(
+      /^--tls-ca: give it or a server fingerprint, not both/,
+    );
+    // A pin and a client certificate go together.
+    expect(load([...https, "--server-fingerprint", pin, "--tls-cert", "a.crt", "--tls-key", "a.key"], {}, files).clientTls).toEqual({
+      cert: Buffer.from(CERT),
+      key: Buffer.from(KEY),
+    });
+    expect(errorOf(() => load([...https, "--tls-ca", "none.pem"], {}, files)).message).toBe('--tls-ca: cannot read "/work/none.pem": ENOENT');
+    const swapped = errorOf(() => load([...https, "--tls-cert", "a.key", "--tls-key", "a.key"], {}, files)).message;
+    expect(swapped).toBe('--tls-cert: "/work/a.key" holds no PEM certificate');
+    const noKey = errorOf(() => load([...https, "--tls-cert", "a.crt", "--tls-key", "a.crt"], {}, files)).message;
+    expect(noKey).toBe('--tls-key: "/work/a.crt" holds no PEM private key');
+    expect(noKey).not.toContain("MIIB");
+  });
+});

@@ -6,7 +6,7 @@ import { parseArgs } from "node:util";
 import { ALLOW_ALL, DIAGNOSTIC_KEYS, type DiagnosticPolicy } from "./diagnostics/policy.js";
 import type { DiagnosticName } from "./diagnostics/registry.js";
 import type { HostPaths } from "./host/host-access.js";
-import { parseFingerprint, type ServerPin } from "./transport/tls-pin.js";
+import { parseFingerprint, type ClientTls, type ServerPin } from "./transport/tls-pin.js";
 
 /**
  * A bad setting found at start. The message names the setting as the user wrote it (`--server`, `SPECTRA_SERVER`,
@@ -60,6 +60,11 @@ export interface AgentConfig {
   enrollToken: { value: string; setting: string } | undefined;
   /** `--server-fingerprint`: the pinned server certificate (https:// servers only). */
   serverPin: ServerPin | undefined;
+  /**
+   * `--tls-cert`/`--tls-key` (a client certificate for a server with mutual TLS) and `--tls-ca` (a CA bundle that
+   * verifies the server instead of the system's CAs), read at start; https:// servers only. Undefined when none is set.
+   */
+  clientTls: ClientTls | undefined;
 }
 
 /** Default values, also shown by `--help`. */
@@ -91,6 +96,9 @@ export const ENV_VARS: readonly (readonly [string, string])[] = [
   ["SPECTRA_COLLECTORS", "comma-separated collectors to run (like --collectors)"],
   ["SPECTRA_ENROLL_TOKEN", "enrollment token (like --enroll-token; preferred: not visible in the process list)"],
   ["SPECTRA_SERVER_FINGERPRINT", "pinned server certificate, sha256:<hex> (like --server-fingerprint)"],
+  ["SPECTRA_TLS_CERT", "client certificate file, PEM, for mutual TLS (like --tls-cert)"],
+  ["SPECTRA_TLS_KEY", "its private key file, PEM (like --tls-key)"],
+  ["SPECTRA_TLS_CA", "CA bundle that verifies the server, PEM (like --tls-ca)"],
 ];
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
@@ -108,6 +116,9 @@ const FILE_KEYS = [
   "diagnostics",
   "enroll_token",
   "server_fingerprint",
+  "tls_cert",
+  "tls_key",
+  "tls_ca",
 ];
 const SPOOL_KEYS = ["max_bytes", "max_age"];
 const COLLECTOR_KEYS = ["enabled", "interval", "timeout", "options"];
@@ -141,6 +152,13 @@ export const FLAGS = {
     help: "trust only the https:// server certificate with this SHA-256 (self-signed allowed)",
     arg: "sha256:<hex>",
   },
+  "tls-cert": {
+    type: "string",
+    help: "client certificate (PEM) for a server with mutual TLS (--tls-client-ca); with --tls-key",
+    arg: "<file>",
+  },
+  "tls-key": { type: "string", help: "private key (PEM) of --tls-cert; keep it mode 0600", arg: "<file>" },
+  "tls-ca": { type: "string", help: "CA bundle (PEM) that verifies the https:// server instead of the system's CAs", arg: "<file>" },
   help: { type: "boolean", short: "h", help: "show this help" },
 } as const satisfies Record<string, { type: "string" | "boolean"; short?: string; help: string; arg?: string }>;
 
@@ -209,6 +227,14 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
   const only = onlyRaw ? validateCollectorList(onlyRaw.value, onlyRaw.name, known) : undefined;
   const enrollToken = tokenRaw ? { value: validateToken(tokenRaw.value, tokenRaw.name), setting: tokenRaw.name } : undefined;
   const serverPin = pinRaw ? validatePin(pinRaw.value, pinRaw.name, server) : undefined;
+  const clientTls = readClientTls(
+    {
+      cert: pick(flags["tls-cert"], "--tls-cert", env["SPECTRA_TLS_CERT"], "SPECTRA_TLS_CERT") ?? file.tlsCert,
+      key: pick(flags["tls-key"], "--tls-key", env["SPECTRA_TLS_KEY"], "SPECTRA_TLS_KEY") ?? file.tlsKey,
+      ca: pick(flags["tls-ca"], "--tls-ca", env["SPECTRA_TLS_CA"], "SPECTRA_TLS_CA") ?? file.tlsCa,
+    },
+    { server, pinned: serverPin !== undefined, cwd, readFile: input.readFile },
+  );
 
   return {
     server,
@@ -227,7 +253,47 @@ export function loadConfig(input: LoadConfigInput): AgentConfig {
     diagnostics: file.diagnostics ?? ALLOW_ALL,
     enrollToken,
     serverPin,
+    clientTls,
   };
+}
+
+/**
+ * Reads the --tls-cert / --tls-key / --tls-ca files (paths relative to the working directory). Both or neither of
+ * cert and key; each must hold a PEM block of its kind; https:// servers only; --tls-ca and a pin exclude each other
+ * (the pin replaces verification by CAs). Messages name the setting, never a key's contents.
+ */
+function readClientTls(
+  raw: { cert: Sourced | undefined; key: Sourced | undefined; ca: Sourced | undefined },
+  ctx: { server: string; pinned: boolean; cwd: string; readFile: ((path: string) => string) | undefined },
+): ClientTls | undefined {
+  const { cert, key, ca } = raw;
+  if (!cert && !key && !ca) return undefined;
+  if ((cert === undefined) !== (key === undefined)) {
+    const given = (cert ?? key)!.name;
+    throw new ConfigError(`${given}: a client certificate needs both --tls-cert and --tls-key (or their variables / keys)`);
+  }
+  const first = (cert ?? ca)!;
+  if (!ctx.server.startsWith("https:")) throw new ConfigError(`${first.name}: TLS settings, but the server ${ctx.server} is not https://`);
+  if (ca && ctx.pinned) throw new ConfigError(`${ca.name}: give it or a server fingerprint, not both (a pin replaces verification by CAs)`);
+  const read = (s: Sourced, label: RegExp, what: string): Buffer => {
+    const path = resolvePath(ctx.cwd, validatePath(s.value, s.name));
+    let text: string;
+    try {
+      text = (ctx.readFile ?? ((p) => readFileSync(p, "utf8")))(path);
+    } catch (cause) {
+      const code = (cause as { code?: string }).code ?? (cause instanceof Error ? cause.message : String(cause));
+      throw new ConfigError(`${s.name}: cannot read ${JSON.stringify(path)}: ${code}`, { cause });
+    }
+    if (!label.test(text)) throw new ConfigError(`${s.name}: ${JSON.stringify(path)} holds no PEM ${what}`);
+    return Buffer.from(text);
+  };
+  const out: ClientTls = {};
+  if (cert && key) {
+    out.cert = read(cert, /-----BEGIN CERTIFICATE-----/, "certificate");
+    out.key = read(key, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, "private key");
+  }
+  if (ca) out.ca = read(ca, /-----BEGIN CERTIFICATE-----/, "certificate");
+  return out;
 }
 
 /** Whether a collector runs under this config (file `enabled`, then `--collectors`; default on). */
@@ -339,6 +405,9 @@ interface FileSettings {
   spoolMaxAge?: Sourced;
   enrollToken?: Sourced;
   serverFingerprint?: Sourced;
+  tlsCert?: Sourced;
+  tlsKey?: Sourced;
+  tlsCa?: Sourced;
   collectors: Record<string, CollectorConfig>;
   diagnostics?: DiagnosticPolicy;
 }
@@ -393,6 +462,9 @@ function readConfigFile(
   out.debugPort = scalar("debug_port");
   out.enrollToken = scalar("enroll_token");
   out.serverFingerprint = scalar("server_fingerprint");
+  out.tlsCert = scalar("tls_cert");
+  out.tlsKey = scalar("tls_key");
+  out.tlsCa = scalar("tls_ca");
 
   const spool = obj["spool"];
   if (spool !== undefined && spool !== null) {
@@ -644,5 +716,6 @@ function defaultConfig(input: LoadConfigInput): AgentConfig {
     diagnostics: ALLOW_ALL,
     enrollToken: undefined,
     serverPin: undefined,
+    clientTls: undefined,
   };
 }

@@ -4,7 +4,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
 import { AdminService, file_spectra_v1_admin_service } from "../gen/spectra/v1/admin_service_pb.js";
 import { AgentService, file_spectra_v1_agent_service } from "../gen/spectra/v1/agent_service_pb.js";
-import { listen, type SpectraListener } from "./http/listener.js";
+import { listen, type ListenOptions, type SpectraListener } from "./http/listener.js";
 import { createLegacyRoutes } from "./rest/legacy-routes.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
 import { createAgentServiceImpl } from "./rpc/agent-service.js";
@@ -28,7 +28,7 @@ import { TsdbEngine, type TsdbOptions } from "./tsdb/engine.js";
 export interface AppOptions {
   host: string;
   port: number;
-  tls?: { cert: Buffer; key: Buffer };
+  tls?: ListenOptions["tls"];
   /** Legacy long poll: answer 204 after this long without a command. */
   longPollMs: number;
   /** Largest request body accepted (compressed, as sent). */

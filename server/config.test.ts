@@ -1,4 +1,5 @@
-import { hostname } from "node:os";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import {
@@ -7,6 +8,7 @@ import {
   loadServerConfig,
   parseDuration,
   parseListen,
+  readClientTls,
   readTls,
   redactUrl,
   serverHelp,
@@ -127,6 +129,36 @@ describe("server config", () => {
     expect(() => loadServerConfig(["--tls-self-signed", "--tls-cert", "a", "--tls-key", "b"], {})).toThrow(/not both/);
     expect(serverHelp).toContain("SPECTRA_LEGACY_ALLOW");
     expect(serverHelp).toContain("spectra-server token revoke <name or id>");
+  });
+
+  it("reads the mutual-TLS settings: client CA, require by default, optional on request", () => {
+    const dir = mkdtempSync(join(tmpdir(), "spectra-cfg-"));
+    try {
+      const ca = join(dir, "ca.pem");
+      const notPem = join(dir, "ca.txt");
+      writeFileSync(ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n");
+      writeFileSync(notPem, "not a certificate\n");
+      const tls = ["--tls-cert", ca, "--tls-key", ca];
+      const r = loadServerConfig([...tls, "--tls-client-ca", ca], {});
+      expect(r.tlsClient).toEqual({ caPath: ca, auth: "require" });
+      expect(readTls(r)).toMatchObject({ clientAuth: "require", clientCa: readFileSync(ca) });
+      const o = loadServerConfig(["--tls-self-signed"], { SPECTRA_TLS_CLIENT_CA: ca, SPECTRA_TLS_CLIENT_AUTH: "optional" });
+      expect(o.tlsClient).toEqual({ caPath: ca, auth: "optional" });
+      expect(readClientTls(o)).toEqual({ clientCa: readFileSync(ca), clientAuth: "optional" });
+      expect(loadServerConfig(tls, {}).tlsClient).toBeUndefined();
+      expect(readClientTls(loadServerConfig(tls, {}))).toEqual({});
+      expect(() => loadServerConfig(["--tls-client-ca", ca], {})).toThrow(/^tls-client-ca: needs TLS/);
+      expect(() => loadServerConfig([...tls, "--tls-client-auth", "optional"], {})).toThrow(/^tls-client-auth: needs tls-client-ca/);
+      expect(() => loadServerConfig([...tls, "--tls-client-ca", ca, "--tls-client-auth", "maybe"], {})).toThrow(
+        /^tls-client-auth: "maybe" is not optional or require/,
+      );
+      expect(() => readTls(loadServerConfig([...tls, "--tls-client-ca", notPem], {}))).toThrow(/^tls-client-ca: .* holds no PEM certificate/);
+      expect(() => readTls(loadServerConfig([...tls, "--tls-client-ca", join(dir, "none.pem")], {}))).toThrow(/^tls-client-ca: cannot read .*ENOENT/);
+      expect(serverHelp).toContain("SPECTRA_TLS_CLIENT_CA");
+      expect(serverHelp).toContain("SPECTRA_TLS_CLIENT_AUTH");
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("reads the agent status thresholds, automatic cleanup and rate limits", () => {

@@ -12,6 +12,9 @@ export class ConfigError extends Error {
 /** Where the server keeps its data: embedded SQLite (a file path) or a PostgreSQL database (a URL). */
 export type StoreSetting = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string };
 
+/** --tls-client-auth: see ServerConfig.tlsClient. */
+export type ClientAuthMode = "optional" | "require";
+
 /** Validated server settings. */
 export interface ServerConfig {
   host: string;
@@ -23,6 +26,11 @@ export interface ServerConfig {
   tls?: { certPath: string; keyPath: string };
   /** Serve TLS with a self-signed certificate made once in <dataDir>/tls/ (trials). */
   tlsSelfSigned: boolean;
+  /**
+   * Mutual TLS: the PEM CA bundle client certificates must chain to, and whether every client needs one
+   * ("require": the TLS handshake fails without one) or only agents that have one are held to it ("optional").
+   */
+  tlsClient?: { caPath: string; auth: ClientAuthMode };
   /** Networks whose legacy agents may use /api/v1 without a credential. */
   legacyAllow: AddressMatcher;
   /** How long an agent's old key stays valid after a rotated key was sent to it (unless the new one is used). */
@@ -77,6 +85,13 @@ Flags (environment variable in brackets):
   --tls-self-signed        serve TLS with a self-signed certificate made once and   [SPECTRA_TLS_SELF_SIGNED]
                            kept in <data-dir>/tls/; prints the fingerprint agents pin
                            (spectra-agent --server-fingerprint sha256:<hex>)
+  --tls-client-ca <file>   mutual TLS: PEM CA bundle that signs agent certificates;  [SPECTRA_TLS_CLIENT_CA]
+                           the server asks every client for a certificate, and an
+                           agent's key is pinned to the first one it uses
+  --tls-client-auth <mode> require (default with --tls-client-ca): the handshake    [SPECTRA_TLS_CLIENT_AUTH]
+                           fails without a certificate from that CA, for every
+                           client; optional: clients without one (admin tools,
+                           agents not yet given one) still connect with a token
   --legacy-allow <cidrs>   networks (e.g. 10.0.0.0/8,fd00::/8) whose agents may use  [SPECTRA_LEGACY_ALLOW]
                            the legacy /api/v1 routes without a credential (unchanged
                            original agents); default none
@@ -209,6 +224,8 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
         "tls-cert": { type: "string" },
         "tls-key": { type: "string" },
         "tls-self-signed": { type: "boolean" },
+        "tls-client-ca": { type: "string" },
+        "tls-client-auth": { type: "string" },
         "legacy-allow": { type: "string" },
         "key-rotation-grace": { type: "string" },
         "long-poll": { type: "string" },
@@ -241,6 +258,15 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   }
   const tlsSelfSigned = values["tls-self-signed"] === true || parseBool("tls-self-signed", env["SPECTRA_TLS_SELF_SIGNED"]);
   if (tlsSelfSigned && certPath !== undefined) throw new ConfigError("tls-self-signed: give it or tls-cert/tls-key, not both");
+  const clientCa = pick("tls-client-ca", "SPECTRA_TLS_CLIENT_CA");
+  const clientAuth = pick("tls-client-auth", "SPECTRA_TLS_CLIENT_AUTH");
+  if (clientAuth !== undefined && clientAuth !== "optional" && clientAuth !== "require") {
+    throw new ConfigError(`tls-client-auth: ${JSON.stringify(clientAuth)} is not optional or require`);
+  }
+  if (clientCa !== undefined && certPath === undefined && !tlsSelfSigned) {
+    throw new ConfigError("tls-client-ca: needs TLS (tls-cert and tls-key, or tls-self-signed)");
+  }
+  if (clientAuth !== undefined && clientCa === undefined) throw new ConfigError("tls-client-auth: needs tls-client-ca");
   const allowText = pick("legacy-allow", "SPECTRA_LEGACY_ALLOW");
   let legacyAllow = NO_ADDRESSES;
   if (allowText !== undefined && allowText.trim() !== "") {
@@ -298,18 +324,44 @@ export function loadServerConfig(argv: string[], env: NodeJS.ProcessEnv): Server
   }
   if (cfg.rateLimit > 0 && cfg.rateBurst < 1) throw new ConfigError("rate-burst: at least 1 (or turn limits off with --rate-limit 0)");
   if (certPath !== undefined && keyPath !== undefined) cfg.tls = { certPath, keyPath };
+  if (clientCa !== undefined) cfg.tlsClient = { caPath: clientCa, auth: (clientAuth as ClientAuthMode | undefined) ?? "require" };
   return cfg;
 }
 
-/** Reads the TLS files named in the config; a missing file is a ConfigError naming the setting. */
-export function readTls(cfg: ServerConfig): { cert: Buffer; key: Buffer } | undefined {
+function readSetting(setting: string, path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    throw new ConfigError(`${setting}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+}
+
+/**
+ * Reads the TLS files named in the config; a missing file is a ConfigError naming the setting. With
+ * --tls-client-ca the result carries the client CA too (see {@link readClientTls}).
+ */
+export function readTls(cfg: ServerConfig): TlsFiles | undefined {
   if (!cfg.tls) return undefined;
-  const read = (setting: string, path: string) => {
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`${setting}: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
-    }
-  };
-  return { cert: read("tls-cert", cfg.tls.certPath), key: read("tls-key", cfg.tls.keyPath) };
+  return { cert: readSetting("tls-cert", cfg.tls.certPath), key: readSetting("tls-key", cfg.tls.keyPath), ...readClientTls(cfg) };
+}
+
+/** The certificate and key the listener serves, and the mutual-TLS settings when configured. */
+export interface TlsFiles {
+  cert: Buffer;
+  key: Buffer;
+  clientCa?: Buffer;
+  clientAuth?: ClientAuthMode;
+}
+
+/**
+ * The mutual-TLS part of the listener's TLS settings (empty without --tls-client-ca), to merge with a certificate
+ * from --tls-cert or --tls-self-signed. The CA file must hold at least one PEM certificate.
+ */
+export function readClientTls(cfg: ServerConfig): { clientCa?: Buffer; clientAuth?: ClientAuthMode } {
+  if (!cfg.tlsClient) return {};
+  const ca = readSetting("tls-client-ca", cfg.tlsClient.caPath);
+  if (!ca.toString("latin1").includes("-----BEGIN CERTIFICATE-----")) {
+    throw new ConfigError(`tls-client-ca: ${cfg.tlsClient.caPath} holds no PEM certificate`);
+  }
+  return { clientCa: ca, clientAuth: cfg.tlsClient.auth };
 }

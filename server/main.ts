@@ -3,7 +3,7 @@ import { createLogger } from "../common/logger.js";
 import { startApp } from "./app.js";
 import { createAdminTokens } from "./auth/admin-tokens.js";
 import { isTokenCommand, runTokenCommand } from "./cli/token-command.js";
-import { ConfigError, describeStore, loadServerConfig, readTls, serverHelp } from "./config.js";
+import { ConfigError, describeStore, loadServerConfig, readClientTls, readTls, serverHelp } from "./config.js";
 import { ensureSelfSignedCertificate } from "./http/self-signed.js";
 import { openStore } from "./store/open.js";
 import type { Store } from "./store/store.js";
@@ -32,6 +32,7 @@ async function main(): Promise<number> {
   }
   let cfg;
   let tls;
+  let clientTls;
   try {
     cfg = loadServerConfig(argv, process.env);
     if (cfg.help) {
@@ -39,6 +40,7 @@ async function main(): Promise<number> {
       return 0;
     }
     tls = readTls(cfg);
+    clientTls = readClientTls(cfg);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`spectra-server: ${err.message}\nRun spectra-server --help for the flags.\n`);
@@ -57,7 +59,7 @@ async function main(): Promise<number> {
   if (cfg.tlsSelfSigned) {
     try {
       const self = await ensureSelfSignedCertificate(cfg.dataDir, cfg.host);
-      tls = { cert: self.cert, key: self.key };
+      tls = { cert: self.cert, key: self.key, ...clientTls };
       logger.info({ cert: self.certPath, fingerprint: self.fingerprint, created: self.created }, "self-signed TLS certificate");
       process.stderr.write(
         `spectra-server: TLS with the self-signed certificate ${self.certPath}` +

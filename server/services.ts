@@ -71,7 +71,7 @@ export function createServices(deps: {
     commands,
     access,
     adminTokens,
-    auth: createAuthorizer({ adminTokens, access, limits, logger: deps.logger }),
+    auth: createAuthorizer({ adminTokens, access, limits, logger: deps.logger, store: deps.store, clock }),
     limits,
     presence,
     removal,

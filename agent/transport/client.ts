@@ -1,4 +1,5 @@
 import type * as http2 from "node:http2";
+import https from "node:https";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { compressionGzip, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -6,7 +7,7 @@ import type { Logger } from "../../common/logger.js";
 import { AgentService, type HostInfo } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, formatDelay, sleep, type Backoff } from "./backoff.js";
 import { authInterceptor, type Credential } from "./credentials.js";
-import { pinnedHttp2Options, pinnedHttpsAgent, type ServerPin } from "./tls-pin.js";
+import { clientTlsOptions, pinnedHttp2Options, pinnedHttpsAgent, type ClientTls, type ServerPin } from "./tls-pin.js";
 
 /** The Connect client of the AgentService. */
 export type AgentClient = Client<typeof AgentService>;
@@ -63,6 +64,11 @@ export interface AgentConnectionOptions {
   credential?: Pick<Credential, "current" | "refused" | "accepted">;
   /** Pins the server certificate (https:// only): see ./tls-pin.ts. Without it, certificates are verified against the CAs. */
   pin?: ServerPin;
+  /**
+   * https:// only: the client certificate presented to a server with mutual TLS, and a CA bundle that verifies the
+   * server instead of the system's CAs (ignored with a pin, which replaces verification).
+   */
+  tls?: ClientTls;
   /** Wait before retrying after the server refused the credential; default 5 min (with ±20 % jitter). */
   authRetryMs?: number;
   random?: () => number;
@@ -102,8 +108,15 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
   const log = opts.logger;
   const authRetryMs = opts.authRetryMs ?? 5 * 60_000;
   const random = opts.random ?? Math.random;
-  const pin = opts.pin && opts.baseUrl.startsWith("https:") ? opts.pin : undefined;
-  const pinnedAgent = pin ? pinnedHttpsAgent(pin) : undefined;
+  const secure = opts.baseUrl.startsWith("https:");
+  const pin = opts.pin && secure ? opts.pin : undefined;
+  const clientTls = secure ? opts.tls : undefined;
+  const ownTls = clientTlsOptions(clientTls, false);
+  const httpsAgent = pin
+    ? pinnedHttpsAgent(pin, clientTls)
+    : Object.keys(ownTls).length > 0
+      ? new https.Agent({ keepAlive: true, ...ownTls })
+      : undefined;
   let mode: HttpMode = opts.initialMode ?? "h2";
   let fallbackSinceMs = mode === "http1" ? now() : 0;
   let probingH2 = false;
@@ -116,7 +129,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
       pingTimeoutMs: opts.pingTimeoutMs ?? 10_000,
       idleConnectionTimeoutMs: opts.idleConnectionTimeoutMs ?? 15 * 60_000,
     },
-    pin ? pinnedHttp2Options(pin) : undefined,
+    pin ? pinnedHttp2Options(pin, clientTls) : Object.keys(ownTls).length > 0 ? ownTls : undefined,
   );
   let h2Client: AgentClient | undefined;
   let h1Client: AgentClient | undefined;
@@ -140,7 +153,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     return h2Client;
   }
   function h1(): AgentClient {
-    h1Client ??= createClient(AgentService, createH1Transport(common, pinnedAgent));
+    h1Client ??= createClient(AgentService, createH1Transport(common, httpsAgent));
     return h1Client;
   }
 
@@ -193,7 +206,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     },
     close() {
       h2Manager.abort();
-      pinnedAgent?.destroy();
+      httpsAgent?.destroy();
     },
   };
 }

@@ -10,6 +10,25 @@ import tls from "node:tls";
  * Without a pin the agent verifies certificates against the system's CAs as usual; nothing here is used.
  */
 
+/**
+ * The agent's own TLS material (`--tls-cert`/`--tls-key`: a client certificate for servers with mutual TLS;
+ * `--tls-ca`: a CA bundle that verifies the server instead of the system's CAs), PEM contents.
+ */
+export interface ClientTls {
+  cert?: Buffer;
+  key?: Buffer;
+  ca?: Buffer;
+}
+
+/** The TLS options of `tls` for a client connection (the CA only when no pin replaces verification). */
+export function clientTlsOptions(tls: ClientTls | undefined, pinned: boolean): tls.SecureContextOptions {
+  if (!tls) return {};
+  return {
+    ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+    ...(tls.ca && !pinned ? { ca: tls.ca } : {}),
+  };
+}
+
 /** A parsed pin: the setting it came from (for messages) and the fingerprint as "sha256:<64 lowercase hex>". */
 export interface ServerPin {
   fingerprint: string;
@@ -90,11 +109,15 @@ export function connectPinned(options: tls.ConnectionOptions & { host: string; p
   return socket;
 }
 
-/** `http2.connect` options that pin the server certificate (for connect-node's Http2SessionManager). */
-export function pinnedHttp2Options(pin: ServerPin): { createConnection: (authority: URL) => tls.TLSSocket } {
+/**
+ * `http2.connect` options that pin the server certificate (for connect-node's Http2SessionManager), presenting the
+ * client certificate of `client` when given.
+ */
+export function pinnedHttp2Options(pin: ServerPin, client?: ClientTls): { createConnection: (authority: URL) => tls.TLSSocket } {
+  const own = clientTlsOptions(client, true);
   return {
     createConnection: (authority: URL) =>
-      connectPinned({ host: stripBrackets(authority.hostname), port: Number(authority.port || 443), ALPNProtocols: ["h2"] }, pin),
+      connectPinned({ ...own, host: stripBrackets(authority.hostname), port: Number(authority.port || 443), ALPNProtocols: ["h2"] }, pin),
   };
 }
 
@@ -102,18 +125,21 @@ export function pinnedHttp2Options(pin: ServerPin): { createConnection: (authori
  * An https.Agent whose connections pin the server certificate. The socket is handed to the request only after the
  * pin matched (the asynchronous form of `createConnection`), so a request never starts on an unverified socket.
  */
-export function pinnedHttpsAgent(pin: ServerPin): https.Agent {
-  return new PinnedAgent(pin);
+export function pinnedHttpsAgent(pin: ServerPin, client?: ClientTls): https.Agent {
+  return new PinnedAgent(pin, clientTlsOptions(client, true));
 }
 
 class PinnedAgent extends https.Agent {
-  constructor(private readonly pin: ServerPin) {
+  constructor(
+    private readonly pin: ServerPin,
+    private readonly own: tls.SecureContextOptions,
+  ) {
     super({ keepAlive: true });
   }
 
   override createConnection(options: https.RequestOptions, callback?: (err: Error | null, stream: Duplex) => void): undefined {
     const host = stripBrackets(options.hostname ?? options.host ?? "localhost");
-    const socket = connectPinned({ host, port: Number(options.port || 443), ALPNProtocols: ["http/1.1"] }, this.pin);
+    const socket = connectPinned({ ...this.own, host, port: Number(options.port || 443), ALPNProtocols: ["http/1.1"] }, this.pin);
     const onError = (err: Error): void => callback?.(err, socket);
     socket.once("error", onError);
     socket.once("secureConnect", () => {

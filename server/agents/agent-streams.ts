@@ -9,11 +9,17 @@ export interface AgentStreams {
   changed(hostname: string | null): void;
   /** Open streams of a host (tests, diagnostics). */
   count(hostname: string): number;
+  /**
+   * Calls `cb` with every hostname passed to changed() (caches of access data, e.g. certificate pins); not counted
+   * as a stream. Returns the function that removes it.
+   */
+  observe(cb: (hostname: string | null) => void): () => void;
 }
 
 /** Creates an empty registry of agent streams. */
 export function createAgentStreams(): AgentStreams {
   const byHost = new Map<string, Set<() => void>>();
+  const observers = new Set<(hostname: string | null) => void>();
   const call = (set: Set<() => void> | undefined) => {
     for (const fn of [...(set ?? [])]) fn();
   };
@@ -28,11 +34,16 @@ export function createAgentStreams(): AgentStreams {
       };
     },
     changed(hostname) {
+      for (const cb of [...observers]) cb(hostname);
       if (hostname === null) for (const set of [...byHost.values()]) call(set);
       else call(byHost.get(hostname));
     },
     count(hostname) {
       return byHost.get(hostname)?.size ?? 0;
+    },
+    observe(cb) {
+      observers.add(cb);
+      return () => observers.delete(cb);
     },
   };
 }

@@ -22,6 +22,11 @@ export interface AdminTokens {
   /** Checks an `spt_…` token; UnauthenticatedError when it is malformed, unknown, wrong or revoked. */
   authenticate(token: string): Promise<AdminPrincipal>;
   /**
+   * Calls `onRevoked` once when token `tokenId` is revoked, here or on another server sharing the database (the
+   * server streams opened with it end: server/rpc/auth.ts). Returns the function that stops watching.
+   */
+  watch(tokenId: string, onRevoked: (reason: string) => void): () => void;
+  /**
    * On a store without any admin token (revoked ones count), creates "initial-admin" (role admin) and returns its
    * token; otherwise undefined. Of several servers starting on one database, one creates it.
    */
@@ -32,6 +37,30 @@ export interface AdminTokens {
 export function createAdminTokens(deps: { store: Store; logger: Logger; clock: () => number }): AdminTokens {
   const { store, logger, clock } = deps;
   const lastTouch = new Map<string, number>();
+  /** Open watches by token id. */
+  const watchers = new Map<string, Set<(reason: string) => void>>();
+  let subscribed = false;
+  const fire = (id: string) => {
+    const set = watchers.get(id);
+    if (!set) return;
+    watchers.delete(id);
+    for (const cb of set) cb("admin token revoked");
+  };
+  /** Notifications may have been missed (another server's revocation): look at every watched token again. */
+  const recheck = async () => {
+    for (const id of [...watchers.keys()]) {
+      const rec = await store.getAdminToken(id);
+      if (!rec || rec.revokedAtMs !== undefined) fire(id);
+    }
+  };
+  const subscribe = () => {
+    if (subscribed) return;
+    subscribed = true;
+    store.subscribe?.("admin_token_revoked", (id) => {
+      if (id !== null) fire(id);
+      else recheck().catch((err: unknown) => logger.warn({ err }, "cannot check admin tokens of open streams"));
+    });
+  };
 
   const create: AdminTokens["create"] = async (name, role, createdBy) => {
     if (!NAME_RE.test(name)) {
@@ -51,7 +80,8 @@ export function createAdminTokens(deps: { store: Store; logger: Logger; clock: (
     async revoke(nameOrId, by) {
       const rec = await store.revokeAdminToken(nameOrId, clock());
       if (!rec) throw new NotFoundError(`no admin token named or with id "${nameOrId}"`);
-      logger.info({ token: rec.name, id: rec.id, by }, "admin token revoked");
+      logger.info({ token: rec.name, id: rec.id, by, openStreams: watchers.get(rec.id)?.size ?? 0 }, "admin token revoked");
+      fire(rec.id);
       return rec;
     },
     async authenticate(token) {
@@ -66,6 +96,24 @@ export function createAdminTokens(deps: { store: Store; logger: Logger; clock: (
         store.touchAdminToken(rec.id, now).catch((err: unknown) => logger.warn({ err, id: rec.id }, "cannot record token use"));
       }
       return { kind: "admin", tokenId: rec.id, name: rec.name, role: rec.role };
+    },
+    watch(tokenId, onRevoked) {
+      subscribe();
+      let set = watchers.get(tokenId);
+      if (!set) watchers.set(tokenId, (set = new Set()));
+      const s = set;
+      s.add(onRevoked);
+      // A revocation between the caller's authentication and this watch would otherwise go unnoticed.
+      store.getAdminToken(tokenId).then(
+        (rec) => {
+          if (s.has(onRevoked) && (!rec || rec.revokedAtMs !== undefined)) fire(tokenId);
+        },
+        (err: unknown) => logger.warn({ err, id: tokenId }, "cannot check an admin token of an open stream"),
+      );
+      return () => {
+        s.delete(onRevoked);
+        if (s.size === 0 && watchers.get(tokenId) === s) watchers.delete(tokenId);
+      };
     },
     async ensureInitial() {
       if ((await store.countAdminTokens()) > 0) return undefined;

@@ -8,9 +8,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Duplex } from "node:stream";
 import { setTimeout as sleep } from "node:timers/promises";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { silentLogger } from "../../common/logger.js";
+import { clientCertificateOf } from "./client-cert.js";
 import { listen, type ListenOptions, type RequestHandler, type SpectraListener } from "./listener.js";
+import { makeTestPki, type TestCert, type TestPki } from "./testing/certs.js";
 
 /** Routes used by the tests; the same function serves h1, h2c and TLS. */
 const handler: RequestHandler = (req, res) => {
@@ -24,6 +26,9 @@ const handler: RequestHandler = (req, res) => {
       r.writeHead(200);
       r.write("a");
       setTimeout(() => r.end("b"), 300);
+      return;
+    case "/cert": // the verified client certificate (mutual TLS)
+      r.end(clientCertificateOf(req.socket) ?? "none");
       return;
     case "/late": // nothing at all for a second
       setTimeout(() => r.end("late"), 1_000);
@@ -278,5 +283,62 @@ describe.skipIf(!openssl)(`listen (TLS)${openssl ? "" : " — skipped: the opens
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe.skipIf(!openssl)(`listen (mutual TLS)${openssl ? "" : " — skipped: the openssl CLI is not installed"}`, () => {
+  let dir = "";
+  let pki: TestPki;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "spectra-mtls-"));
+    pki = makeTestPki(dir, ["agent-a"]);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** GET /cert over h2 with an optional client certificate; rejects when the connection fails. */
+  async function whoAmI(l: SpectraListener, client?: TestCert): Promise<string> {
+    const session = http2.connect(l.url, {
+      ca: pki.ca.cert,
+      ...(client ? { cert: client.cert, key: client.key } : {}),
+    });
+    const failed = new Promise<never>((_, reject) => {
+      session.once("error", reject);
+      session.once("close", () => reject(new Error("session closed")));
+    });
+    try {
+      const r = await Promise.race([get2(session, "/cert"), failed]);
+      if (r.status !== 200) throw new Error(`no answer (status ${r.status})`);
+      return r.body;
+    } finally {
+      session.destroy();
+    }
+  }
+
+  it("require: only clients with a certificate from the client CA get through; handlers see its fingerprint", async () => {
+    const l = await start({ tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca.cert } });
+    const a = pki.clients["agent-a"]!;
+    expect(await whoAmI(l, a)).toBe(a.fingerprint);
+    expect(a.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+    await expect(whoAmI(l)).rejects.toThrow();
+    await expect(whoAmI(l, pki.foreignClient)).rejects.toThrow();
+    // HTTP/1.1 the same.
+    const ok = await get1(`${l.url}/cert`, { ca: pki.ca.cert, cert: a.cert, key: a.key, agent: false });
+    expect(ok).toMatchObject({ status: 200, body: a.fingerprint });
+    await expect(get1(`${l.url}/cert`, { ca: pki.ca.cert, agent: false })).rejects.toThrow();
+  });
+
+  it("optional: no certificate is served (none seen), a certificate from another CA is refused", async () => {
+    const l = await start({ tls: { cert: pki.server.cert, key: pki.server.key, clientCa: pki.ca.cert, clientAuth: "optional" } });
+    const a = pki.clients["agent-a"]!;
+    expect(await whoAmI(l)).toBe("none");
+    expect(await whoAmI(l, a)).toBe(a.fingerprint);
+    await expect(whoAmI(l, pki.foreignClient)).rejects.toThrow();
+    await expect(get1(`${l.url}/cert`, { ca: pki.ca.cert, cert: pki.foreignClient.cert, key: pki.foreignClient.key, agent: false })).rejects.toThrow();
+    expect(await get1(`${l.url}/cert`, { ca: pki.ca.cert, agent: false })).toMatchObject({ body: "none" });
+  });
+
+  it("without a client CA no certificate is asked for, and none is reported", async () => {
+    const l = await start({ tls: { cert: pki.server.cert, key: pki.server.key } });
+    expect(await whoAmI(l, pki.clients["agent-a"]!)).toBe("none");
   });
 });

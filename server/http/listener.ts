@@ -16,8 +16,14 @@ export interface ListenOptions {
   port: number;
   handler: RequestHandler;
   logger: Logger;
-  /** When set, the port speaks TLS only and negotiates h2 or http/1.1 by ALPN; otherwise cleartext h1 + h2c. */
-  tls?: { cert: Buffer; key: Buffer };
+  /**
+   * When set, the port speaks TLS only and negotiates h2 or http/1.1 by ALPN; otherwise cleartext h1 + h2c.
+   * With `clientCa` (mutual TLS) every client is asked for a certificate chaining to that CA bundle: with
+   * `clientAuth` "require" (the default) the handshake fails without one; with "optional" a client may send none,
+   * but a connection whose certificate does not verify is closed at once. Handlers read the verified certificate
+   * with clientCertificateOf (server/http/client-cert.ts).
+   */
+  tls?: { cert: Buffer; key: Buffer; clientCa?: Buffer; clientAuth?: "optional" | "require" };
   /** HTTP/1.1: time to receive the request headers (slowloris protection); default 30 s. */
   headersTimeoutMs?: number;
   /**
@@ -45,6 +51,10 @@ export interface SpectraListener {
    * connection is closed. Calling it again returns the same promise.
    */
   close(graceMs?: number): Promise<void>;
+}
+
+function hasPeerCertificate(socket: { getPeerCertificate(detailed?: boolean): object }): boolean {
+  return Object.keys(socket.getPeerCertificate(false)).length > 0;
 }
 
 /** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
@@ -110,8 +120,16 @@ export async function listen(opts: ListenOptions): Promise<SpectraListener> {
   let h1Part: Http1Part;
   let stopServers: () => void;
   if (opts.tls) {
+    const clientCa = opts.tls.clientCa;
+    const requireCert = clientCa !== undefined && opts.tls.clientAuth !== "optional";
     const secure = http2.createSecureServer(
-      { allowHTTP1: true, cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: peekTimeout },
+      {
+        allowHTTP1: true,
+        cert: opts.tls.cert,
+        key: opts.tls.key,
+        handshakeTimeout: peekTimeout,
+        ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: requireCert } : {}),
+      },
       onRequest,
     );
     // The http/1.1 side reads these like an http.Server does (Node leaves keepAliveTimeout unset: never idle out).
@@ -119,6 +137,13 @@ export async function listen(opts: ListenOptions): Promise<SpectraListener> {
     secure.on("session", trackSession);
     secure.on("secureConnection", (tlsSocket) => {
       tlsSocket.on("error", (err: Error) => log.debug({ err }, "tls socket error"));
+      // Optional client certificates: none is fine, one that does not verify is not (a stolen key with a
+      // self-made certificate must not pass as "no certificate").
+      if (clientCa && !tlsSocket.authorized && hasPeerCertificate(tlsSocket)) {
+        log.debug({ remote: tlsSocket.remoteAddress, reason: String(tlsSocket.authorizationError) }, "client certificate refused");
+        tlsSocket.destroy();
+        return;
+      }
       log.debug({ remote: tlsSocket.remoteAddress, alpn: tlsSocket.alpnProtocol }, "tls connection");
     });
     secure.on("tlsClientError", (err) => log.debug({ err }, "tls handshake failed"));

@@ -5,6 +5,7 @@
  * and HTTP/2 alike.
  */
 import { create } from "@bufbuild/protobuf";
+import { clientCertificateOf } from "../http/client-cert.js";
 import {
   DiskUsageParamsSchema,
   FetchLogsParamsSchema,
@@ -137,7 +138,7 @@ export function createLegacyRoutes(s: Services, opts: LegacyRoutesOptions): Lega
     const address = ctx.req.socket?.remoteAddress ?? "";
     let p: Principal | undefined;
     try {
-      p = await s.auth.authenticate(ctx.req.headers["authorization"], address);
+      p = await s.auth.authenticate(ctx.req.headers["authorization"], address, clientCertificateOf(ctx.req.socket));
     } catch (err) {
       if (err instanceof UnauthenticatedError) throw new UnauthorizedHttpError(err.message);
       throw err;

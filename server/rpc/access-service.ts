@@ -5,6 +5,7 @@ import {
   AccessService,
   AdminTokenInfoSchema,
   ApproveAgentResponseSchema,
+  ClearAgentCertificatePinResponseSchema,
   CreateAdminTokenResponseSchema,
   CreateEnrollmentTokenResponseSchema,
   DenyAgentResponseSchema,
@@ -22,7 +23,9 @@ import {
 } from "../../gen/spectra/v1/access_service_pb.js";
 import { auditName } from "../auth/principal.js";
 import type { RoleName } from "../auth/credentials.js";
-import { InvalidInputError } from "../errors.js";
+import { checkHostname } from "../agents/hostname.js";
+import { clearCertPin } from "../auth/cert-pins.js";
+import { InvalidInputError, NotFoundError } from "../errors.js";
 import type { Services } from "../services.js";
 import type { AdminTokenRecord, EnrollmentTokenRecord } from "../store/store.js";
 import { principalOf } from "./auth.js";
@@ -65,7 +68,8 @@ export function createAccessServiceImpl(s: Services): ServiceImpl<typeof AccessS
     async createEnrollmentToken(req, ctx) {
       const ttlMs = req.ttl ? durationMs(req.ttl) : 0;
       const { token, record } = await s.access.createEnrollmentToken(
-        { name: req.name, singleUse: req.singleUse, autoApprove: req.autoApprove, ttlMs, labels: req.labels },
+        // Unset: single use (the safe default; the field has explicit presence).
+        { name: req.name, singleUse: req.singleUse ?? true, autoApprove: req.autoApprove, ttlMs, labels: req.labels },
         by(ctx),
       );
       return create(CreateEnrollmentTokenResponseSchema, { token, info: toEnrollmentTokenInfo(record) });
@@ -109,6 +113,13 @@ export function createAccessServiceImpl(s: Services): ServiceImpl<typeof AccessS
     async revokeAdminToken(req, ctx) {
       await s.adminTokens.revoke(req.nameOrId, by(ctx));
       return create(RevokeAdminTokenResponseSchema);
+    },
+    async clearAgentCertificatePin(req, ctx) {
+      checkHostname(req.hostname);
+      if (!(await s.access.get(req.hostname))) throw new NotFoundError(`no agent "${req.hostname}" has enrolled`);
+      const previous = await clearCertPin(s.store, s.access.streams, req.hostname, s.clock);
+      s.logger.info({ agent: req.hostname, previous: previous ?? "none", by: by(ctx) }, "agent certificate pin cleared");
+      return create(ClearAgentCertificatePinResponseSchema, { previousFingerprint: previous ?? "" });
     },
   };
 }

@@ -526,3 +526,83 @@ describe("admin tokens over AccessService", () => {
     expect(await outcome(access.removeAgent({ hostname: "x" }))).toBe(Code.NotFound); // no such agent
   });
 });
+
+describe("admin token revocation with streams open", () => {
+  /** How a server stream ends: "ended" or its error code. */
+  const ending = (stream: AsyncIterable<unknown>) =>
+    (async () => {
+      try {
+        for await (const _ of stream);
+        return "ended";
+      } catch (err) {
+        return ConnectError.from(err).code;
+      }
+    })();
+
+  it("ends WatchHost and WatchCommand streams opened with the token at once; another token's stream goes on", async () => {
+    const app = await start();
+    const key = await app.agentKey("web-40");
+    const agent = agentClient(app, key);
+    await agent.register({ host: host("web-40") });
+    const doomed = await app.token("viewer");
+    const other = await app.token("viewer");
+    const history = (token: string) => createClient(HistoryService, transport(app, token));
+    const commandId = (await adminClient(app, app.adminToken).triggerListMounts({ hostname: "web-40" })).command!.command!.id;
+
+    // Open the streams and see a first message on each, so they are surely being served.
+    const watchCommand = adminClient(app, doomed).watchCommand({ commandId })[Symbol.asyncIterator]();
+    expect((await watchCommand.next()).done).toBe(false);
+    const hosts = [history(doomed).watchHost({ hostname: "web-40" }), history(other).watchHost({ hostname: "web-40" })].map((s) =>
+      s[Symbol.asyncIterator](),
+    );
+    const firsts = hosts.map((it) => it.next());
+    let seq = 1n;
+    let seen = false;
+    void Promise.all(firsts).then(() => (seen = true));
+    // A watch sees batches that arrive after it started: send until both have one (bounded).
+    for (let i = 0; i < 100 && !seen; i++) {
+      await agent.pushMetrics({ batch: batch("web-40", seq++) });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    for (const f of firsts) expect((await f).done).toBe(false);
+    const doomedHost = ending({ [Symbol.asyncIterator]: () => hosts[0]! });
+    const doomedCommand = ending({ [Symbol.asyncIterator]: () => watchCommand });
+
+    await accessClient(app, app.adminToken).revokeAdminToken({ nameOrId: doomed.split("_")[1]! });
+    // Nothing else happens on the streams: the revocation alone ends them.
+    expect(await doomedHost).toBe(Code.Unauthenticated);
+    expect(await doomedCommand).toBe(Code.Unauthenticated);
+    expect(await outcome(history(doomed).watchHost({ hostname: "web-40" })[Symbol.asyncIterator]().next())).toBe(Code.Unauthenticated);
+
+    // The other viewer's stream still delivers.
+    const next = hosts[1]!.next();
+    await agent.pushMetrics({ batch: batch("web-40", seq++) });
+    expect((await next).done).toBe(false);
+    await hosts[1]!.return?.();
+  });
+});
+
+describe("CreateEnrollmentToken single_use", () => {
+  it("is single use when the caller does not say, multi use only when asked", async () => {
+    const app = await start();
+    const access = accessClient(app, app.adminToken);
+    const anon = agentClient(app);
+    const unset = await access.createEnrollmentToken({ name: "default" });
+    expect(unset.info).toMatchObject({ singleUse: true });
+    expect((await anon.enroll({ enrollmentToken: unset.token, host: host("once-1"), enrollmentSecret: SECRET })).state).toBe(
+      EnrollmentState.PENDING,
+    );
+    expect(await outcome(anon.enroll({ enrollmentToken: unset.token, host: host("once-2"), enrollmentSecret: SECRET }))).toBe(
+      Code.PermissionDenied,
+    );
+    // Over JSON too (the field is absent from the request body).
+    const json = createClient(AccessService, transport(app, app.adminToken, "json"));
+    expect((await json.createEnrollmentToken({ name: "json-default" })).info).toMatchObject({ singleUse: true });
+    const multi = await access.createEnrollmentToken({ name: "many", singleUse: false });
+    expect(multi.info).toMatchObject({ singleUse: false });
+    for (const h of ["many-1", "many-2"]) {
+      expect((await anon.enroll({ enrollmentToken: multi.token, host: host(h), enrollmentSecret: SECRET })).state).toBe(EnrollmentState.PENDING);
+    }
+    expect((await access.createEnrollmentToken({ name: "explicit", singleUse: true })).info).toMatchObject({ singleUse: true });
+  });
+});

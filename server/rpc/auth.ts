@@ -9,6 +9,10 @@
  * The abuse limits (server/auth/rate-limit.ts) are applied here too: an address slowed for failed authentication is
  * refused first (ResourceExhausted with a `retry-after` header, in seconds), every failure is counted, and each
  * call is charged to its caller's bucket (the agent, the admin token, or for Enroll the enrolling host).
+ *
+ * Mutual TLS: the fingerprint of the connection's verified client certificate goes with the credential, and an agent
+ * key pinned to another certificate (or used without one) is refused with PermissionDenied (server/auth/cert-pins.ts).
+ * A server stream opened with an admin token ends with Unauthenticated as soon as the token is revoked.
  */
 import {
   createContextKey,
@@ -29,6 +33,7 @@ import { limitKey, type Authorizer } from "../auth/authorizer.js";
 import { AGENT, checkPolicy, PUBLIC, role, type AccessPolicy, type Principal } from "../auth/principal.js";
 import { PermissionDeniedError, RateLimitedError, UnauthenticatedError } from "../errors.js";
 import type { Logger } from "../../common/logger.js";
+import { clientCertificateOf } from "../http/client-cert.js";
 
 /** The caller of the current RPC, set by {@link authInterceptor}. */
 export const principalKey = createContextKey<Principal | undefined>(undefined, { description: "spectra principal" });
@@ -36,9 +41,17 @@ export const principalKey = createContextKey<Principal | undefined>(undefined, {
 /** The peer's socket address, set for every call by the Connect adapter's `contextValues` (see app.ts). */
 export const remoteAddressKey = createContextKey<string>("", { description: "spectra remote address" });
 
-/** The context values of a Node request: its peer address (for the abuse limits). */
+/** The fingerprint of the connection's verified client certificate (mutual TLS), set by the adapter; "" for none. */
+export const clientCertKey = createContextKey<string>("", { description: "spectra client certificate" });
+
+/**
+ * The context values of a Node request: its peer address (for the abuse limits) and the fingerprint of its verified
+ * client certificate (certificate pinning).
+ */
 export function requestContextValues(req: { socket?: { remoteAddress?: string | undefined } | null }): ContextValues {
-  return createContextValues().set(remoteAddressKey, req.socket?.remoteAddress ?? "");
+  return createContextValues()
+    .set(remoteAddressKey, req.socket?.remoteAddress ?? "")
+    .set(clientCertKey, clientCertificateOf(req.socket) ?? "");
 }
 
 /** The caller of a handler's RPC; UnauthenticatedError when the interceptor did not run (never serve anonymously). */
@@ -91,6 +104,7 @@ const METHOD_POLICIES: Record<string, AccessPolicy> = {
   "spectra.v1.AccessService/CreateAdminToken": admin,
   "spectra.v1.AccessService/ListAdminTokens": admin,
   "spectra.v1.AccessService/RevokeAdminToken": admin,
+  "spectra.v1.AccessService/ClearAgentCertificatePin": admin,
   // Reflection (buf curl, grpcurl): any admin token.
   "grpc.reflection.v1.ServerReflection/ServerReflectionInfo": viewer,
   "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": viewer,
@@ -135,7 +149,7 @@ export function authInterceptor(auth: Authorizer, logger: Logger): Interceptor {
     }
     let p: Principal | undefined;
     try {
-      p = await auth.authenticate(req.header.get("authorization"), address);
+      p = await auth.authenticate(req.header.get("authorization"), address, req.contextValues.get(clientCertKey) || undefined);
       try {
         checkPolicy(policy, p);
       } catch (err) {
@@ -152,8 +166,46 @@ export function authInterceptor(auth: Authorizer, logger: Logger): Interceptor {
     }
     auth.charge(limitKey(p, address));
     req.contextValues.set(principalKey, p);
-    return next(req);
+    const res = await next(req);
+    // An admin's server stream (HistoryService.WatchHost, AdminService.WatchCommand, reflection) ends at once when
+    // its token is revoked; agents' streams watch their keys in the AgentService handlers.
+    if (p?.kind !== "admin" || !res.stream) return res;
+    const admin = p;
+    return { ...res, message: untilRevoked(res.message, (cb) => auth.onRevoked(admin, cb)) };
   };
+}
+
+/**
+ * Passes `source` through until `watch` reports a revocation, then ends the stream with Unauthenticated: Connect
+ * writes that as the stream's error and aborts the handler's signal, which ends the handler too.
+ */
+export async function* untilRevoked<T>(
+  source: AsyncIterable<T>,
+  watch: (cb: (reason: string) => void) => () => void,
+): AsyncGenerator<T> {
+  let onRevoked: (reason: string) => void = () => {};
+  const revoked = new Promise<never>((_, reject) => {
+    onRevoked = (reason) => reject(new UnauthenticatedError(reason));
+  });
+  revoked.catch(() => {}); // raced below; unobserved until then
+  const stop = watch(onRevoked);
+  const it = source[Symbol.asyncIterator]();
+  let done = false;
+  try {
+    for (;;) {
+      const r = await Promise.race([it.next(), revoked]);
+      if (r.done) {
+        done = true;
+        return;
+      }
+      yield r.value;
+    }
+  } finally {
+    stop();
+    // Ended early (revoked, or the client went away): let the handler's generator finish (not awaited: it may be
+    // waiting on its signal, which Connect aborts as this stream ends).
+    if (!done) it.return?.()?.catch(() => {});
+  }
 }
 
 /** The bucket of an Enroll call: the host it enrolls (first call) or its enrollment (polls), else its address. */

@@ -349,4 +349,53 @@ describe("abuse limits", () => {
     expect(gz.text).toMatch(/after gunzip/);
     expect(await app.services.store.countEnvelopes()).toBe(0);
   });
+
+  it("caps each message of a StreamMetrics stream, not the stream: an oversized one ends it, nothing of it is stored", async () => {
+    // Connect's readMaxBytes (--max-inflated) is checked per message envelope, after decompression
+    // (connect-node's transformSplitEnvelope / transformDecompressEnvelope): a long stream of small batches may
+    // carry more than the cap in total; one message over it ends the stream with ResourceExhausted.
+    const cap = 256 * 1024;
+    const app = await start({ maxInflatedBytes: cap });
+    const key = await app.agentKey("cap-01");
+    const snapshot = (seq: bigint, nameBytes: number) =>
+      create(MetricBatchSchema, {
+        hostname: "cap-01",
+        sessionId: "s",
+        sequence: seq,
+        envelopes: [
+          create(MetricEnvelopeSchema, {
+            timestamp: timestampFromMs(Date.now()),
+            payload: { case: "process", value: { pid: Number(seq), name: "x".repeat(nameBytes) } },
+          }),
+        ],
+      });
+    for (const binary of [true, false]) {
+      const transport = createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", useBinaryFormat: binary, interceptors: [bearer(key)] });
+      const agent = createClient(AgentService, transport);
+      const base = binary ? 0n : 100n;
+      // Five messages of 100 KiB: 500 KiB in one stream, each under the cap.
+      const ok = await agent.streamMetrics(
+        (async function* () {
+          for (let i = 1n; i <= 5n; i++) yield { batch: snapshot(base + i, 100 * 1024) };
+        })(),
+      );
+      expect(ok.ackedSequences).toEqual([1n, 2n, 3n, 4n, 5n].map((i) => base + i));
+      // One small message, then one over the cap.
+      let err: ConnectError | undefined;
+      try {
+        await agent.streamMetrics(
+          (async function* () {
+            yield { batch: snapshot(base + 10n, 1024) };
+            yield { batch: snapshot(base + 11n, cap + 1024) };
+          })(),
+        );
+      } catch (e) {
+        err = ConnectError.from(e);
+      }
+      expect(err?.code, binary ? "binary" : "json").toBe(Code.ResourceExhausted);
+      expect(err?.rawMessage).toMatch(/message size \d+ is larger than configured readMaxBytes 262144/);
+    }
+    // Stored: the five and the small one of each wire; neither oversized message.
+    expect(await app.services.store.countEnvelopes("cap-01")).toBe(12);
+  });
 });

@@ -53,6 +53,7 @@ export interface AgentAccessRow {
   diagnostics: string;
   created_ms: number;
   updated_ms: number;
+  cert_fingerprint: string | null;
 }
 
 /** Columns of agent_access in the order {@link agentAccessValues} lists them (hostname first, version last). */
@@ -76,6 +77,7 @@ export const AGENT_ACCESS_COLUMNS = [
   "diagnostics",
   "created_ms",
   "updated_ms",
+  "cert_fingerprint",
   "version",
 ] as const;
 
@@ -138,6 +140,7 @@ export function toAgentAccessRecord(r: AgentAccessRow): AgentAccessRecord {
   set("nextKeyIssuedMs", opt(r.next_key_issued_ms));
   set("rotationRequestedMs", opt(r.rotation_requested_ms));
   set("reportIntervalMs", opt(r.report_interval_ms));
+  set("certFingerprint", opt(r.cert_fingerprint));
   return rec;
 }
 
@@ -167,6 +170,7 @@ export function agentAccessValues(rec: AgentAccessRecord, version: number, bool:
     JSON.stringify(rec.diagnostics),
     rec.createdAtMs,
     rec.updatedAtMs,
+    rec.certFingerprint ?? null,
     version,
   ];
 }

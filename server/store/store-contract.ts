@@ -835,6 +835,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         rotationRequestedMs: 2_500,
         reportIntervalMs: 5_000,
         diagnostics: ["fetch_logs", "disk_usage"],
+        certFingerprint: `sha256:${"ab".repeat(32)}`,
       });
       expect(await store.putAgentAccess(full, undefined)).toEqual({ ok: true, version: 1 });
       expect(await store.putAgentAccess(full, undefined)).toEqual({ ok: false, reason: "conflict" });
@@ -855,6 +856,12 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(await store.putAgentAccess({ ...promoted, state: "revoked" }, 1)).toEqual({ ok: false, reason: "conflict" });
       expect(await store.getAgentAccess("web-01")).toEqual({ ...promoted, version: 2 });
       expect(await store.findAgentAccessByKeyId("00000000000000aa")).toBeUndefined();
+      // The certificate pin stayed through the rotation (asserted above); an admin clears it.
+      const unpinned: AgentAccessRecord = { ...promoted, version: 2 };
+      delete unpinned.certFingerprint;
+      expect(await store.putAgentAccess(unpinned, 2)).toEqual({ ok: true, version: 3 });
+      expect(await store.getAgentAccess("web-01")).toEqual({ ...unpinned, version: 3 });
+      expect((await store.findAgentAccessByKeyId("00000000000000bb"))?.certFingerprint).toBeUndefined();
       expect(await store.putAgentAccess(accessRecord("db-01"), 4)).toEqual({ ok: false, reason: "conflict" });
       expect(await store.putAgentAccess(accessRecord("db-01"), undefined)).toEqual({ ok: true, version: 1 });
       expect(await store.getAgentAccess("db-01")).toEqual({ ...accessRecord("db-01"), version: 1 });

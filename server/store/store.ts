@@ -250,6 +250,11 @@ export interface AgentAccessRecord {
   diagnostics: string[];
   createdAtMs: number;
   updatedAtMs: number;
+  /**
+   * Mutual TLS: the client certificate this agent is pinned to (`sha256:<hex>` of its DER bytes), recorded the
+   * first time its key was used with a verified certificate; its key is refused with any other certificate or none.
+   */
+  certFingerprint?: string;
 }
 
 /** Outcome of {@link Store.putAgentAccess}. */
@@ -263,9 +268,10 @@ export type PutAgentAccessResult =
  * hostname whose queue got a command (new, or returned by requeue); "command_updated" the id of a command whose state
  * changed (delivered, returned, finished, expired); "agent_access_changed" the hostname whose access record was
  * written or deleted (keys rotated or revoked: open streams of that agent look again); "host_data_deleted" the
- * hostname whose data removeAgent deleted (other servers' time-series heads forget it).
+ * hostname whose data removeAgent deleted (other servers' time-series heads forget it); "admin_token_revoked" the id
+ * of a revoked admin token (server streams opened with it end).
  */
-export type StoreChannel = "command_queued" | "command_updated" | "agent_access_changed" | "host_data_deleted";
+export type StoreChannel = "command_queued" | "command_updated" | "agent_access_changed" | "host_data_deleted" | "admin_token_revoked";
 
 /**
  * The one storage interface. Every backend passes the same contract suite (store-contract.ts).

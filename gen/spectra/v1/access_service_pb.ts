@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file spectra/v1/access_service.proto.
  */
 export const file_spectra_v1_access_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch9zcGVjdHJhL3YxL2FjY2Vzc19zZXJ2aWNlLnByb3RvEgpzcGVjdHJhLnYxItgCChNFbnJvbGxtZW50VG9rZW5JbmZvEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKc2luZ2xlX3VzZRgDIAEoCBIUCgxhdXRvX2FwcHJvdmUYBCABKAgSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOwoGbGFiZWxzGAcgAygLMisuc3BlY3RyYS52MS5FbnJvbGxtZW50VG9rZW5JbmZvLkxhYmVsc0VudHJ5EgwKBHVzZXMYCCABKA0SDwoHcmV2b2tlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEi8wEKHENyZWF0ZUVucm9sbG1lbnRUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRISCgpzaW5nbGVfdXNlGAIgASgIEhQKDGF1dG9fYXBwcm92ZRgDIAEoCBImCgN0dGwYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SRAoGbGFiZWxzGAUgAygLMjQuc3BlY3RyYS52MS5DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXQodQ3JlYXRlRW5yb2xsbWVudFRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSLQoEaW5mbxgCIAEoCzIfLnNwZWN0cmEudjEuRW5yb2xsbWVudFRva2VuSW5mbyIdChtMaXN0RW5yb2xsbWVudFRva2Vuc1JlcXVlc3QiTwocTGlzdEVucm9sbG1lbnRUb2tlbnNSZXNwb25zZRIvCgZ0b2tlbnMYASADKAsyHy5zcGVjdHJhLnYxLkVucm9sbG1lbnRUb2tlbkluZm8iKgocUmV2b2tlRW5yb2xsbWVudFRva2VuUmVxdWVzdBIKCgJpZBgBIAEoCSIfCh1SZXZva2VFbnJvbGxtZW50VG9rZW5SZXNwb25zZSInChNBcHByb3ZlQWdlbnRSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJIhYKFEFwcHJvdmVBZ2VudFJlc3BvbnNlIiQKEERlbnlBZ2VudFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiEwoRRGVueUFnZW50UmVzcG9uc2UiKQoVUm90YXRlQWdlbnRLZXlSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJIhgKFlJvdGF0ZUFnZW50S2V5UmVzcG9uc2UiJgoSUmV2b2tlQWdlbnRSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJIhUKE1Jldm9rZUFnZW50UmVzcG9uc2UiOwoSUmVtb3ZlQWdlbnRSZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJEhMKC2RlbGV0ZV9kYXRhGAIgASgIIhUKE1JlbW92ZUFnZW50UmVzcG9uc2UiugEKDkFkbWluVG9rZW5JbmZvEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSHgoEcm9sZRgDIAEoDjIQLnNwZWN0cmEudjEuUm9sZRIuCgpjcmVhdGVkX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglsYXN0X3VzZWQYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3Jldm9rZWQYBiABKAgiRwoXQ3JlYXRlQWRtaW5Ub2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIeCgRyb2xlGAIgASgOMhAuc3BlY3RyYS52MS5Sb2xlIlMKGENyZWF0ZUFkbWluVG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRIoCgRpbmZvGAIgASgLMhouc3BlY3RyYS52MS5BZG1pblRva2VuSW5mbyIYChZMaXN0QWRtaW5Ub2tlbnNSZXF1ZXN0IkUKF0xpc3RBZG1pblRva2Vuc1Jlc3BvbnNlEioKBnRva2VucxgBIAMoCzIaLnNwZWN0cmEudjEuQWRtaW5Ub2tlbkluZm8iLQoXUmV2b2tlQWRtaW5Ub2tlblJlcXVlc3QSEgoKbmFtZV9vcl9pZBgBIAEoCSIaChhSZXZva2VBZG1pblRva2VuUmVzcG9uc2UqUAoEUm9sZRIUChBST0xFX1VOU1BFQ0lGSUVEEAASDwoLUk9MRV9WSUVXRVIQARIRCg1ST0xFX09QRVJBVE9SEAISDgoKUk9MRV9BRE1JThADKqsBCg9FbnJvbGxtZW50U3RhdGUSIAocRU5ST0xMTUVOVF9TVEFURV9VTlNQRUNJRklFRBAAEhwKGEVOUk9MTE1FTlRfU1RBVEVfUEVORElORxABEh0KGUVOUk9MTE1FTlRfU1RBVEVfQVBQUk9WRUQQAhIbChdFTlJPTExNRU5UX1NUQVRFX0RFTklFRBADEhwKGEVOUk9MTE1FTlRfU1RBVEVfUkVWT0tFRBAEMoYICg1BY2Nlc3NTZXJ2aWNlEmwKFUNyZWF0ZUVucm9sbG1lbnRUb2tlbhIoLnNwZWN0cmEudjEuQ3JlYXRlRW5yb2xsbWVudFRva2VuUmVxdWVzdBopLnNwZWN0cmEudjEuQ3JlYXRlRW5yb2xsbWVudFRva2VuUmVzcG9uc2USaQoUTGlzdEVucm9sbG1lbnRUb2tlbnMSJy5zcGVjdHJhLnYxLkxpc3RFbnJvbGxtZW50VG9rZW5zUmVxdWVzdBooLnNwZWN0cmEudjEuTGlzdEVucm9sbG1lbnRUb2tlbnNSZXNwb25zZRJsChVSZXZva2VFbnJvbGxtZW50VG9rZW4SKC5zcGVjdHJhLnYxLlJldm9rZUVucm9sbG1lbnRUb2tlblJlcXVlc3QaKS5zcGVjdHJhLnYxLlJldm9rZUVucm9sbG1lbnRUb2tlblJlc3BvbnNlElEKDEFwcHJvdmVBZ2VudBIfLnNwZWN0cmEudjEuQXBwcm92ZUFnZW50UmVxdWVzdBogLnNwZWN0cmEudjEuQXBwcm92ZUFnZW50UmVzcG9uc2USSAoJRGVueUFnZW50Ehwuc3BlY3RyYS52MS5EZW55QWdlbnRSZXF1ZXN0Gh0uc3BlY3RyYS52MS5EZW55QWdlbnRSZXNwb25zZRJXCg5Sb3RhdGVBZ2VudEtleRIhLnNwZWN0cmEudjEuUm90YXRlQWdlbnRLZXlSZXF1ZXN0GiIuc3BlY3RyYS52MS5Sb3RhdGVBZ2VudEtleVJlc3BvbnNlEk4KC1Jldm9rZUFnZW50Eh4uc3BlY3RyYS52MS5SZXZva2VBZ2VudFJlcXVlc3QaHy5zcGVjdHJhLnYxLlJldm9rZUFnZW50UmVzcG9uc2USTgoLUmVtb3ZlQWdlbnQSHi5zcGVjdHJhLnYxLlJlbW92ZUFnZW50UmVxdWVzdBofLnNwZWN0cmEudjEuUmVtb3ZlQWdlbnRSZXNwb25zZRJdChBDcmVhdGVBZG1pblRva2VuEiMuc3BlY3RyYS52MS5DcmVhdGVBZG1pblRva2VuUmVxdWVzdBokLnNwZWN0cmEudjEuQ3JlYXRlQWRtaW5Ub2tlblJlc3BvbnNlEloKD0xpc3RBZG1pblRva2VucxIiLnNwZWN0cmEudjEuTGlzdEFkbWluVG9rZW5zUmVxdWVzdBojLnNwZWN0cmEudjEuTGlzdEFkbWluVG9rZW5zUmVzcG9uc2USXQoQUmV2b2tlQWRtaW5Ub2tlbhIjLnNwZWN0cmEudjEuUmV2b2tlQWRtaW5Ub2tlblJlcXVlc3QaJC5zcGVjdHJhLnYxLlJldm9rZUFkbWluVG9rZW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Ch9zcGVjdHJhL3YxL2FjY2Vzc19zZXJ2aWNlLnByb3RvEgpzcGVjdHJhLnYxItgCChNFbnJvbGxtZW50VG9rZW5JbmZvEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEgoKc2luZ2xlX3VzZRgDIAEoCBIUCgxhdXRvX2FwcHJvdmUYBCABKAgSLgoKY3JlYXRlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASOwoGbGFiZWxzGAcgAygLMisuc3BlY3RyYS52MS5FbnJvbGxtZW50VG9rZW5JbmZvLkxhYmVsc0VudHJ5EgwKBHVzZXMYCCABKA0SDwoHcmV2b2tlZBgJIAEoCBISCgpjcmVhdGVkX2J5GAogASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEihwIKHENyZWF0ZUVucm9sbG1lbnRUb2tlblJlcXVlc3QSDAoEbmFtZRgBIAEoCRIXCgpzaW5nbGVfdXNlGAIgASgISACIAQESFAoMYXV0b19hcHByb3ZlGAMgASgIEiYKA3R0bBgEIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhJECgZsYWJlbHMYBSADKAsyNC5zcGVjdHJhLnYxLkNyZWF0ZUVucm9sbG1lbnRUb2tlblJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUINCgtfc2luZ2xlX3VzZSJdCh1DcmVhdGVFbnJvbGxtZW50VG9rZW5SZXNwb25zZRINCgV0b2tlbhgBIAEoCRItCgRpbmZvGAIgASgLMh8uc3BlY3RyYS52MS5FbnJvbGxtZW50VG9rZW5JbmZvIh0KG0xpc3RFbnJvbGxtZW50VG9rZW5zUmVxdWVzdCJPChxMaXN0RW5yb2xsbWVudFRva2Vuc1Jlc3BvbnNlEi8KBnRva2VucxgBIAMoCzIfLnNwZWN0cmEudjEuRW5yb2xsbWVudFRva2VuSW5mbyIqChxSZXZva2VFbnJvbGxtZW50VG9rZW5SZXF1ZXN0EgoKAmlkGAEgASgJIh8KHVJldm9rZUVucm9sbG1lbnRUb2tlblJlc3BvbnNlIicKE0FwcHJvdmVBZ2VudFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiFgoUQXBwcm92ZUFnZW50UmVzcG9uc2UiJAoQRGVueUFnZW50UmVxdWVzdBIQCghob3N0bmFtZRgBIAEoCSITChFEZW55QWdlbnRSZXNwb25zZSIpChVSb3RhdGVBZ2VudEtleVJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiGAoWUm90YXRlQWdlbnRLZXlSZXNwb25zZSImChJSZXZva2VBZ2VudFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkiFQoTUmV2b2tlQWdlbnRSZXNwb25zZSI7ChJSZW1vdmVBZ2VudFJlcXVlc3QSEAoIaG9zdG5hbWUYASABKAkSEwoLZGVsZXRlX2RhdGEYAiABKAgiFQoTUmVtb3ZlQWdlbnRSZXNwb25zZSIzCh9DbGVhckFnZW50Q2VydGlmaWNhdGVQaW5SZXF1ZXN0EhAKCGhvc3RuYW1lGAEgASgJIkAKIENsZWFyQWdlbnRDZXJ0aWZpY2F0ZVBpblJlc3BvbnNlEhwKFHByZXZpb3VzX2ZpbmdlcnByaW50GAEgASgJIroBCg5BZG1pblRva2VuSW5mbxIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEh4KBHJvbGUYAyABKA4yEC5zcGVjdHJhLnYxLlJvbGUSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLQoJbGFzdF91c2VkGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgdyZXZva2VkGAYgASgIIkcKF0NyZWF0ZUFkbWluVG9rZW5SZXF1ZXN0EgwKBG5hbWUYASABKAkSHgoEcm9sZRgCIAEoDjIQLnNwZWN0cmEudjEuUm9sZSJTChhDcmVhdGVBZG1pblRva2VuUmVzcG9uc2USDQoFdG9rZW4YASABKAkSKAoEaW5mbxgCIAEoCzIaLnNwZWN0cmEudjEuQWRtaW5Ub2tlbkluZm8iGAoWTGlzdEFkbWluVG9rZW5zUmVxdWVzdCJFChdMaXN0QWRtaW5Ub2tlbnNSZXNwb25zZRIqCgZ0b2tlbnMYASADKAsyGi5zcGVjdHJhLnYxLkFkbWluVG9rZW5JbmZvIi0KF1Jldm9rZUFkbWluVG9rZW5SZXF1ZXN0EhIKCm5hbWVfb3JfaWQYASABKAkiGgoYUmV2b2tlQWRtaW5Ub2tlblJlc3BvbnNlKlAKBFJvbGUSFAoQUk9MRV9VTlNQRUNJRklFRBAAEg8KC1JPTEVfVklFV0VSEAESEQoNUk9MRV9PUEVSQVRPUhACEg4KClJPTEVfQURNSU4QAyqrAQoPRW5yb2xsbWVudFN0YXRlEiAKHEVOUk9MTE1FTlRfU1RBVEVfVU5TUEVDSUZJRUQQABIcChhFTlJPTExNRU5UX1NUQVRFX1BFTkRJTkcQARIdChlFTlJPTExNRU5UX1NUQVRFX0FQUFJPVkVEEAISGwoXRU5ST0xMTUVOVF9TVEFURV9ERU5JRUQQAxIcChhFTlJPTExNRU5UX1NUQVRFX1JFVk9LRUQQBDL9CAoNQWNjZXNzU2VydmljZRJsChVDcmVhdGVFbnJvbGxtZW50VG9rZW4SKC5zcGVjdHJhLnYxLkNyZWF0ZUVucm9sbG1lbnRUb2tlblJlcXVlc3QaKS5zcGVjdHJhLnYxLkNyZWF0ZUVucm9sbG1lbnRUb2tlblJlc3BvbnNlEmkKFExpc3RFbnJvbGxtZW50VG9rZW5zEicuc3BlY3RyYS52MS5MaXN0RW5yb2xsbWVudFRva2Vuc1JlcXVlc3QaKC5zcGVjdHJhLnYxLkxpc3RFbnJvbGxtZW50VG9rZW5zUmVzcG9uc2USbAoVUmV2b2tlRW5yb2xsbWVudFRva2VuEiguc3BlY3RyYS52MS5SZXZva2VFbnJvbGxtZW50VG9rZW5SZXF1ZXN0Gikuc3BlY3RyYS52MS5SZXZva2VFbnJvbGxtZW50VG9rZW5SZXNwb25zZRJRCgxBcHByb3ZlQWdlbnQSHy5zcGVjdHJhLnYxLkFwcHJvdmVBZ2VudFJlcXVlc3QaIC5zcGVjdHJhLnYxLkFwcHJvdmVBZ2VudFJlc3BvbnNlEkgKCURlbnlBZ2VudBIcLnNwZWN0cmEudjEuRGVueUFnZW50UmVxdWVzdBodLnNwZWN0cmEudjEuRGVueUFnZW50UmVzcG9uc2USVwoOUm90YXRlQWdlbnRLZXkSIS5zcGVjdHJhLnYxLlJvdGF0ZUFnZW50S2V5UmVxdWVzdBoiLnNwZWN0cmEudjEuUm90YXRlQWdlbnRLZXlSZXNwb25zZRJOCgtSZXZva2VBZ2VudBIeLnNwZWN0cmEudjEuUmV2b2tlQWdlbnRSZXF1ZXN0Gh8uc3BlY3RyYS52MS5SZXZva2VBZ2VudFJlc3BvbnNlEk4KC1JlbW92ZUFnZW50Eh4uc3BlY3RyYS52MS5SZW1vdmVBZ2VudFJlcXVlc3QaHy5zcGVjdHJhLnYxLlJlbW92ZUFnZW50UmVzcG9uc2USXQoQQ3JlYXRlQWRtaW5Ub2tlbhIjLnNwZWN0cmEudjEuQ3JlYXRlQWRtaW5Ub2tlblJlcXVlc3QaJC5zcGVjdHJhLnYxLkNyZWF0ZUFkbWluVG9rZW5SZXNwb25zZRJaCg9MaXN0QWRtaW5Ub2tlbnMSIi5zcGVjdHJhLnYxLkxpc3RBZG1pblRva2Vuc1JlcXVlc3QaIy5zcGVjdHJhLnYxLkxpc3RBZG1pblRva2Vuc1Jlc3BvbnNlEl0KEFJldm9rZUFkbWluVG9rZW4SIy5zcGVjdHJhLnYxLlJldm9rZUFkbWluVG9rZW5SZXF1ZXN0GiQuc3BlY3RyYS52MS5SZXZva2VBZG1pblRva2VuUmVzcG9uc2USdQoYQ2xlYXJBZ2VudENlcnRpZmljYXRlUGluEisuc3BlY3RyYS52MS5DbGVhckFnZW50Q2VydGlmaWNhdGVQaW5SZXF1ZXN0Giwuc3BlY3RyYS52MS5DbGVhckFnZW50Q2VydGlmaWNhdGVQaW5SZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * EnrollmentTokenInfo describes an enrollment token without its secret.
@@ -98,9 +98,12 @@ export type CreateEnrollmentTokenRequest = Message<"spectra.v1.CreateEnrollmentT
   name: string;
 
   /**
-   * @generated from field: bool single_use = 2;
+   * Whether the token enrolls one agent only. Unset: true (single use is the default); set
+   * false explicitly for a token that enrolls many agents (until it expires or is revoked).
+   *
+   * @generated from field: optional bool single_use = 2;
    */
-  singleUse: boolean;
+  singleUse?: boolean | undefined;
 
   /**
    * @generated from field: bool auto_approve = 3;
@@ -399,6 +402,46 @@ export const RemoveAgentResponseSchema: GenMessage<RemoveAgentResponse> = /*@__P
   messageDesc(file_spectra_v1_access_service, 16);
 
 /**
+ * ClearAgentCertificatePinRequest names the agent.
+ *
+ * @generated from message spectra.v1.ClearAgentCertificatePinRequest
+ */
+export type ClearAgentCertificatePinRequest = Message<"spectra.v1.ClearAgentCertificatePinRequest"> & {
+  /**
+   * @generated from field: string hostname = 1;
+   */
+  hostname: string;
+};
+
+/**
+ * Describes the message spectra.v1.ClearAgentCertificatePinRequest.
+ * Use `create(ClearAgentCertificatePinRequestSchema)` to create a new message.
+ */
+export const ClearAgentCertificatePinRequestSchema: GenMessage<ClearAgentCertificatePinRequest> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_access_service, 17);
+
+/**
+ * ClearAgentCertificatePinResponse says whether there was a pin.
+ *
+ * @generated from message spectra.v1.ClearAgentCertificatePinResponse
+ */
+export type ClearAgentCertificatePinResponse = Message<"spectra.v1.ClearAgentCertificatePinResponse"> & {
+  /**
+   * The certificate fingerprint that was pinned (`sha256:<hex>`); empty when none was.
+   *
+   * @generated from field: string previous_fingerprint = 1;
+   */
+  previousFingerprint: string;
+};
+
+/**
+ * Describes the message spectra.v1.ClearAgentCertificatePinResponse.
+ * Use `create(ClearAgentCertificatePinResponseSchema)` to create a new message.
+ */
+export const ClearAgentCertificatePinResponseSchema: GenMessage<ClearAgentCertificatePinResponse> = /*@__PURE__*/
+  messageDesc(file_spectra_v1_access_service, 18);
+
+/**
  * AdminTokenInfo describes an admin token without its secret.
  *
  * @generated from message spectra.v1.AdminTokenInfo
@@ -442,7 +485,7 @@ export type AdminTokenInfo = Message<"spectra.v1.AdminTokenInfo"> & {
  * Use `create(AdminTokenInfoSchema)` to create a new message.
  */
 export const AdminTokenInfoSchema: GenMessage<AdminTokenInfo> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 17);
+  messageDesc(file_spectra_v1_access_service, 19);
 
 /**
  * CreateAdminTokenRequest describes the token to create.
@@ -466,7 +509,7 @@ export type CreateAdminTokenRequest = Message<"spectra.v1.CreateAdminTokenReques
  * Use `create(CreateAdminTokenRequestSchema)` to create a new message.
  */
 export const CreateAdminTokenRequestSchema: GenMessage<CreateAdminTokenRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 18);
+  messageDesc(file_spectra_v1_access_service, 20);
 
 /**
  * CreateAdminTokenResponse holds the secret, shown this once.
@@ -490,7 +533,7 @@ export type CreateAdminTokenResponse = Message<"spectra.v1.CreateAdminTokenRespo
  * Use `create(CreateAdminTokenResponseSchema)` to create a new message.
  */
 export const CreateAdminTokenResponseSchema: GenMessage<CreateAdminTokenResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 19);
+  messageDesc(file_spectra_v1_access_service, 21);
 
 /**
  * ListAdminTokensRequest takes no parameters.
@@ -505,7 +548,7 @@ export type ListAdminTokensRequest = Message<"spectra.v1.ListAdminTokensRequest"
  * Use `create(ListAdminTokensRequestSchema)` to create a new message.
  */
 export const ListAdminTokensRequestSchema: GenMessage<ListAdminTokensRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 20);
+  messageDesc(file_spectra_v1_access_service, 22);
 
 /**
  * ListAdminTokensResponse lists tokens by name.
@@ -524,7 +567,7 @@ export type ListAdminTokensResponse = Message<"spectra.v1.ListAdminTokensRespons
  * Use `create(ListAdminTokensResponseSchema)` to create a new message.
  */
 export const ListAdminTokensResponseSchema: GenMessage<ListAdminTokensResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 21);
+  messageDesc(file_spectra_v1_access_service, 23);
 
 /**
  * RevokeAdminTokenRequest names the token by name or id.
@@ -543,7 +586,7 @@ export type RevokeAdminTokenRequest = Message<"spectra.v1.RevokeAdminTokenReques
  * Use `create(RevokeAdminTokenRequestSchema)` to create a new message.
  */
 export const RevokeAdminTokenRequestSchema: GenMessage<RevokeAdminTokenRequest> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 22);
+  messageDesc(file_spectra_v1_access_service, 24);
 
 /**
  * RevokeAdminTokenResponse is empty.
@@ -558,7 +601,7 @@ export type RevokeAdminTokenResponse = Message<"spectra.v1.RevokeAdminTokenRespo
  * Use `create(RevokeAdminTokenResponseSchema)` to create a new message.
  */
 export const RevokeAdminTokenResponseSchema: GenMessage<RevokeAdminTokenResponse> = /*@__PURE__*/
-  messageDesc(file_spectra_v1_access_service, 23);
+  messageDesc(file_spectra_v1_access_service, 25);
 
 /**
  * Role of an admin token.
@@ -753,7 +796,7 @@ export const AccessService: GenService<{
     output: typeof ListAdminTokensResponseSchema;
   },
   /**
-   * Revokes an admin token. Role: admin.
+   * Revokes an admin token at once, ending the server streams opened with it. Role: admin.
    *
    * @generated from rpc spectra.v1.AccessService.RevokeAdminToken
    */
@@ -761,6 +804,18 @@ export const AccessService: GenService<{
     methodKind: "unary";
     input: typeof RevokeAdminTokenRequestSchema;
     output: typeof RevokeAdminTokenResponseSchema;
+  },
+  /**
+   * Mutual TLS: forgets the client certificate an agent's key is pinned to (after the agent's
+   * certificate was renewed or replaced); the next verified certificate it uses is pinned instead.
+   * Role: admin.
+   *
+   * @generated from rpc spectra.v1.AccessService.ClearAgentCertificatePin
+   */
+  clearAgentCertificatePin: {
+    methodKind: "unary";
+    input: typeof ClearAgentCertificatePinRequestSchema;
+    output: typeof ClearAgentCertificatePinResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_spectra_v1_access_service, 0);

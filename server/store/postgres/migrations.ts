@@ -190,6 +190,10 @@ export const postgresMigrations: readonly string[] = [
   );
   CREATE INDEX agent_status_host_at ON agent_status (hostname, at_ms, id);
   `,
+  // 4: mutual TLS (issue 7): the SHA-256 fingerprint of the client certificate an agent is pinned to.
+  `
+  ALTER TABLE agent_access ADD COLUMN cert_fingerprint text;
+  `,
 ];
 
 /** Advisory lock held while migrating (any constant unique to Spectra). */

@@ -318,6 +318,22 @@ if (problem !== undefined) {
       expect(atA.seen).toEqual(["web-01"]);
     });
 
+    it("tells the other server when an admin token is revoked (the streams opened with it end)", async () => {
+      const url = await createTestDatabase();
+      const a = await open(url, "a");
+      const b = await open(url, "b");
+      const atB = recorder(b, "admin_token_revoked");
+      const atA = recorder(a, "admin_token_revoked");
+      const tok = { id: "00000000000000a1", name: "ops", role: "viewer" as const, secretHash: "ab".repeat(32), createdAtMs: 1, createdBy: "t" };
+      expect(await a.createAdminToken(tok)).toBe(true);
+      expect((await a.revokeAdminToken("ops", 2_000))?.revokedAtMs).toBe(2_000);
+      await atB.next((k) => k === tok.id, 1_000);
+      expect(await a.revokeAdminToken("nobody", 2_000)).toBeUndefined(); // no notice
+      await new Promise((r) => setTimeout(r, 200));
+      expect(atB.seen).toEqual([tok.id]);
+      expect(atA.seen).toEqual([]); // not told of its own change
+    });
+
     it("tells the other server when an agent is removed (its streams end, its commands' watchers wake)", async () => {
       const url = await createTestDatabase();
       const a = await open(url, "a");

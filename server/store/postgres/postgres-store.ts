@@ -76,7 +76,13 @@ const STATUS_LOCK_CLASS = 0x5350_4544;
 const LISTEN_BACKOFF_MIN_MS = 100;
 const LISTEN_BACKOFF_MAX_MS = 5_000;
 const LISTEN_PING_MS = 10_000;
-const CHANNELS: readonly StoreChannel[] = ["command_queued", "command_updated", "agent_access_changed", "host_data_deleted"];
+const CHANNELS: readonly StoreChannel[] = [
+  "command_queued",
+  "command_updated",
+  "agent_access_changed",
+  "host_data_deleted",
+  "admin_token_revoked",
+];
 const STORE_TABLES = [
   "schema_migrations",
   "metric_batches",
@@ -1202,9 +1208,11 @@ class PostgresStore implements Store {
     const { rows } = await this.pool.query<AdminTokenRow>(
       `WITH target AS (
          SELECT id FROM admin_tokens WHERE id = $1 OR (name = $1 AND NOT EXISTS (SELECT 1 FROM admin_tokens WHERE id = $1))
+       ), revoked AS (
+         UPDATE admin_tokens a SET revoked_ms = COALESCE(a.revoked_ms, $2) FROM target WHERE a.id = target.id RETURNING a.*
        )
-       UPDATE admin_tokens a SET revoked_ms = COALESCE(a.revoked_ms, $2) FROM target WHERE a.id = target.id RETURNING a.*`,
-      [nameOrId, atMs],
+       SELECT revoked.*, pg_notify('admin_token_revoked', $3 || revoked.id) AS notified FROM revoked`,
+      [nameOrId, atMs, this.tag("")],
     );
     return rows[0] && toAdminTokenRecord(rows[0]);
   }

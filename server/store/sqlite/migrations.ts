@@ -178,4 +178,8 @@ export const sqliteMigrations: readonly string[] = [
   );
   CREATE INDEX agent_status_host_at ON agent_status (hostname, at_ms, id);
   `,
+  // 6: mutual TLS (issue 7): the SHA-256 fingerprint of the client certificate an agent is pinned to.
+  `
+  ALTER TABLE agent_access ADD COLUMN cert_fingerprint TEXT;
+  `,
 ];
