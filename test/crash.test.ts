@@ -32,7 +32,7 @@ function startServer(dataDir: string): Promise<{ proc: ChildProcess; url: string
   });
   let log = "";
   return new Promise((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`no listening line in: ${log}`)), 10_000);
+    const t = setTimeout(() => reject(new Error(`no listening line in: ${log}`)), 30_000);
     proc.stderr!.on("data", (d: Buffer) => {
       log += d.toString();
       const m = /"url":"(http:\/\/[^"]+)"/.exec(log);
