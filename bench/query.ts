@@ -303,7 +303,7 @@ async function runTarget(kind: "sqlite" | "postgres", dir: string, spec: BuildSp
       const openMs = performance.now() - t;
       const history = createHistoryService({ store, tsdb, clock: Date.now });
       await waitQuiet(`${kind} queries`, argNumber("quiet-wait", 180), log);
-      log(`${kind}: engine opened in ${fmt(openMs)} ms (${tsdb.series.size} series); querying, ${opts.runs} runs each`);
+      log(`${kind}: engine opened in ${fmt(openMs)} ms (${tsdb.size} series); querying, ${opts.runs} runs each`);
       const queries = await runQueries(history, Date.now(), spec.hosts);
       return { label: kind === "sqlite" ? "SQLite" : "PostgreSQL 15", build: buildRes, sizeBytes, sizeNote, openMs, queries };
     } finally {

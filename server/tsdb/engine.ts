@@ -81,10 +81,15 @@ export interface FlushStats {
 }
 
 export class TsdbEngine {
-  /** Every series by `hostname \0 metric \0 labels`. */
-  readonly series = new Map<string, HeadSeries>();
+  /**
+   * Every series: per host, by `metric \0 labels`. That key, the label text and the labels object are interned
+   * (one copy shared by every host that has the series), so a series costs the head no strings of its own.
+   */
+  private readonly byHost = new Map<string, Map<string, HeadSeries>>();
   private readonly byMetric = new Map<string, Set<HeadSeries>>();
-  private readonly byHost = new Map<string, Set<HeadSeries>>();
+  private readonly interned = new Map<string, string>();
+  private readonly internedLabels = new Map<string, Labels>();
+  private seriesCount = 0;
   /** Per host: group key → (metrics array → series parallel to it). */
   private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: HeadSeries[] }[]>>();
   private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
@@ -128,13 +133,13 @@ export class TsdbEngine {
     const h = await this.store.getMeta(HORIZON_KEY);
     if (h !== undefined) {
       this.horizon = Number(h);
-    } else if (this.series.size > 0) {
+    } else if (this.seriesCount > 0) {
       // Stored samples but no rollup yet (the server stopped within its first hour): start at the oldest latest.
       let oldest = Number.POSITIVE_INFINITY;
-      for (const s of this.series.values()) oldest = Math.min(oldest, s.lastT);
+      for (const s of this.allSeries()) oldest = Math.min(oldest, s.lastT);
       if (Number.isFinite(oldest)) this.horizon = floorTo(oldest, HOUR);
     }
-    if (this.horizon !== undefined) for (const s of this.series.values()) if (s.lastT >= this.horizon) s.rollFrom = this.horizon;
+    if (this.horizon !== undefined) for (const s of this.allSeries()) if (s.lastT >= this.horizon) s.rollFrom = this.horizon;
     let after = 0;
     let replayed = 0;
     for (;;) {
@@ -156,7 +161,7 @@ export class TsdbEngine {
    */
   private async loadSeries(): Promise<void> {
     for (const row of await this.store.listSeries({})) {
-      const known = this.series.get(`${row.hostname}\u0000${row.metric}\u0000${row.labels}`);
+      const known = this.byHost.get(row.hostname)?.get(`${row.metric}\u0000${row.labels}`);
       const s = known ?? this.addSeries(row.hostname, row.metric, parseLabels(row.labels), row.labels);
       if (s.id === undefined) s.id = row.id;
       if (!known) s.walMax = row.flushedWalId;
@@ -185,18 +190,41 @@ export class TsdbEngine {
     });
   }
 
+  /** Number of series in the head. */
+  get size(): number {
+    return this.seriesCount;
+  }
+
+  /** Every series in the head. */
+  *allSeries(): IterableIterator<HeadSeries> {
+    for (const m of this.byHost.values()) yield* m.values();
+  }
+
+  /** One shared, flat copy of a string many series repeat. */
+  private intern(text: string): string {
+    let s = this.interned.get(text);
+    if (s === undefined) {
+      s = Buffer.from(text, "utf8").toString("utf8"); // flat, not a chain of concatenations
+      this.interned.set(s, s);
+    }
+    return s;
+  }
+
   private addSeries(hostname: string, metric: string, labels: Labels, labelsText: string): HeadSeries {
-    const key = `${hostname}\u0000${metric}\u0000${labelsText}`;
-    let s = this.series.get(key);
-    if (s) return s;
-    s = new HeadSeries(hostname, metric, labels, labelsText);
-    this.series.set(key, s);
-    let m = this.byMetric.get(metric);
-    if (!m) this.byMetric.set(metric, (m = new Set()));
-    m.add(s);
+    const key = this.intern(`${metric}\u0000${labelsText}`);
     let hs = this.byHost.get(hostname);
-    if (!hs) this.byHost.set(hostname, (hs = new Set()));
-    hs.add(s);
+    if (!hs) this.byHost.set(this.intern(hostname), (hs = new Map()));
+    let s = hs.get(key);
+    if (s) return s;
+    const text = this.intern(labelsText);
+    let shared = this.internedLabels.get(text);
+    if (!shared) this.internedLabels.set(text, (shared = labels));
+    s = new HeadSeries(this.intern(hostname), this.intern(metric), shared, text);
+    hs.set(key, s);
+    this.seriesCount++;
+    let m = this.byMetric.get(s.metric);
+    if (!m) this.byMetric.set(s.metric, (m = new Set()));
+    m.add(s);
     return s;
   }
 
@@ -330,8 +358,8 @@ export class TsdbEngine {
   forgetHost<T>(hostname: string, deleteStored?: () => Promise<T>): Promise<T | undefined> {
     return this.exclusive(async () => {
       const result = deleteStored ? await deleteStored() : undefined;
-      for (const s of this.byHost.get(hostname) ?? []) {
-        this.series.delete(`${s.hostname}\u0000${s.metric}\u0000${s.labelsText}`);
+      for (const s of this.byHost.get(hostname)?.values() ?? []) {
+        this.seriesCount--;
         const m = this.byMetric.get(s.metric);
         m?.delete(s);
         if (m && m.size === 0) this.byMetric.delete(s.metric);
@@ -361,7 +389,7 @@ export class TsdbEngine {
       else work.set(w.s, [w.hour]);
     }
     const todo = new Set<HeadSeries>(work.keys());
-    for (const s of this.series.values()) if (s.dirty) todo.add(s);
+    for (const s of this.allSeries()) if (s.dirty) todo.add(s);
     const list = [...todo];
 
     const latestEnv = this.latestEnv;
@@ -396,7 +424,7 @@ export class TsdbEngine {
       const horizon = Number(due.meta[HORIZON_KEY]);
       this.horizon = horizon;
       // samples that arrived during this flush behind the new horizon are late data now
-      for (const s of this.series.values()) {
+      for (const s of this.allSeries()) {
         if (s.rollFrom < horizon) {
           (s.lateHours ??= new Set()).add(floorTo(s.rollFrom, HOUR));
           s.rollFrom = s.lastT >= horizon ? horizon : Number.POSITIVE_INFINITY;
@@ -504,7 +532,7 @@ export class TsdbEngine {
   } {
     const work: Array<{ s: HeadSeries; hour: number }> = [];
     const restore: Array<{ s: HeadSeries; fn: () => void }> = [];
-    for (const s of this.series.values()) {
+    for (const s of this.allSeries()) {
       if (!s.lateHours) continue;
       const late = s.lateHours;
       for (const hour of late) work.push({ s, hour });
@@ -520,7 +548,7 @@ export class TsdbEngine {
       if (!this.rollingHour || this.rollingHour.start !== hour) {
         this.rollingHour = {
           start: hour,
-          todo: [...this.series.values()].filter((s) => s.rollFrom < hour + HOUR && s.lastT >= hour),
+          todo: [...this.allSeries()].filter((s) => s.rollFrom < hour + HOUR && s.lastT >= hour),
         };
       }
       const batch = this.rollingHour.todo.splice(0, budget);
@@ -534,7 +562,7 @@ export class TsdbEngine {
       if (this.rollingHour.todo.length > 0) break;
       // hour done: the next hour holding samples, or the newest closed hour
       let next = Number.POSITIVE_INFINITY;
-      for (const s of this.series.values()) if (s.rollFrom < next) next = s.rollFrom;
+      for (const s of this.allSeries()) if (s.rollFrom < next) next = s.rollFrom;
       horizon = Math.min(closedBefore, Math.max(hour + HOUR, floorTo(next, HOUR)));
       meta = { [HORIZON_KEY]: String(horizon) };
       this.rollingHour = undefined;
@@ -648,8 +676,8 @@ export class TsdbEngine {
   select(q: { metric?: string; hostname?: string }): HeadSeries[] {
     let base: Iterable<HeadSeries>;
     if (q.metric !== undefined) base = this.byMetric.get(q.metric) ?? [];
-    else if (q.hostname !== undefined) base = this.byHost.get(q.hostname) ?? [];
-    else base = this.series.values();
+    else if (q.hostname !== undefined) base = this.byHost.get(q.hostname)?.values() ?? [];
+    else base = this.allSeries();
     const out: HeadSeries[] = [];
     for (const s of base) if (q.hostname === undefined || s.hostname === q.hostname) out.push(s);
     return out;
