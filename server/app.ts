@@ -5,6 +5,7 @@ import type { Logger } from "../common/logger.js";
 import { AdminService, file_spectra_v1_admin_service } from "../gen/spectra/v1/admin_service_pb.js";
 import { AgentService, file_spectra_v1_agent_service } from "../gen/spectra/v1/agent_service_pb.js";
 import { listen, type ListenOptions, type SpectraListener } from "./http/listener.js";
+import { ShutdownSignal } from "./http/shutdown-signal.js";
 import { createLegacyRoutes } from "./rest/legacy-routes.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
 import { createAgentServiceImpl } from "./rpc/agent-service.js";
@@ -75,7 +76,7 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
       expireEveryMs: Math.min(30_000, Math.max(1_000, opts.commandTtlMs / 4)),
     },
   });
-  const shutdown = new AbortController();
+  const shutdown = new ShutdownSignal();
   const legacy = createLegacyRoutes(services, {
     longPollMs: opts.longPollMs,
     maxBodyBytes: opts.maxBodyBytes,
