@@ -48,6 +48,9 @@ export interface PresenceOptions {
   cleanupAfterMs: number | undefined;
 }
 
+/** Status changes written per transaction. */
+const STATUS_WRITE_BATCH = 500;
+
 export const DEFAULT_PRESENCE_OPTIONS: PresenceOptions = {
   staleAfter: 3,
   offlineAfter: 12,
@@ -202,19 +205,26 @@ export function createPresence(deps: {
     (e.lastContactMs > e.persistedContactMs || e.collectorStatusDirty) &&
     now - e.persistedAtMs >= opts.persistEveryMs;
 
-  /** Writes the pending status changes in order; stops at the first failure (retried at the next run). */
+  /**
+   * Writes the pending status changes in order, up to STATUS_WRITE_BATCH per transaction (a fleet whose agents change
+   * status together, after a network split say, is not written one transaction per agent); stops at the first
+   * failure (retried at the next run).
+   */
   async function writePending(): Promise<void> {
     while (pending.length > 0) {
-      const c = pending[0]!;
-      let stored: boolean;
+      const group = pending.slice(0, STATUS_WRITE_BATCH);
+      let stored: boolean[];
       try {
-        stored = await store.recordAgentStatus(c);
+        stored = await store.recordAgentStatuses(group);
       } catch (err) {
-        logger.warn({ err, agent: c.hostname }, "cannot store an agent status change; retrying");
+        logger.warn({ err, agents: group.length, first: group[0]!.hostname }, "cannot store agent status changes; retrying");
         return;
       }
-      if (pending[0] === c) pending.shift();
-      if (stored) logger.info({ agent: c.hostname, status: c.status, at: new Date(c.atMs).toISOString() }, "agent status changed");
+      // changes queued meanwhile are behind the group (pending only grows at its end, or is emptied by forget)
+      for (const c of group) if (pending[0] === c) pending.shift();
+      group.forEach((c, i) => {
+        if (stored[i]) logger.info({ agent: c.hostname, status: c.status, at: new Date(c.atMs).toISOString() }, "agent status changed");
+      });
     }
   }
 

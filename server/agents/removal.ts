@@ -51,7 +51,7 @@ export function createAgentRemover(deps: {
       const r = deleteData ? await tsdb.forgetHost(hostname, run) : await run();
       presence.forget(hostname); // a contact that arrived meanwhile
       // A kept timeline ends with the removal: from then on the agent is offline (not "no data").
-      if (!deleteData && r.agent) await store.recordAgentStatus({ hostname, status: "offline", atMs });
+      if (!deleteData && r.agent) await store.recordAgentStatuses([{ hostname, status: "offline", atMs }]);
       access.streams.changed(hostname); // open streams look again: no record, so they end (Unauthenticated)
       commands.changed(r.expiredCommands);
       const nothing = !r.agent && !r.access && r.expiredCommands.length === 0 && r.series + r.snapshots + r.timeline === 0;

@@ -604,7 +604,8 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
 
     it("keeps a status timeline per agent: changes only, in time order, with the status in force before a range", async () => {
       const store = await factory.open();
-      const rec = (hostname: string, status: "online" | "stale" | "offline", atMs: number) => store.recordAgentStatus({ hostname, status, atMs });
+      const rec = async (hostname: string, status: "online" | "stale" | "offline", atMs: number) =>
+        (await store.recordAgentStatuses([{ hostname, status, atMs }]))[0];
       expect(await rec("web-01", "online", 1_000)).toBe(true);
       expect(await rec("web-01", "online", 2_000)).toBe(false); // a repeat is not a change
       expect(await rec("web-01", "stale", 16_000)).toBe(true);
@@ -637,13 +638,29 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await store.close();
     });
 
+    it("stores a list of changes in order, each judged against the ones before it", async () => {
+      const store = await factory.open();
+      expect(
+        await store.recordAgentStatuses([
+          { hostname: "web-01", status: "online", atMs: 1_000 },
+          { hostname: "web-01", status: "online", atMs: 2_000 }, // repeats the change just before it
+          { hostname: "db-01", status: "offline", atMs: 1_000 },
+          { hostname: "web-01", status: "stale", atMs: 16_000 },
+          { hostname: "web-01", status: "offline", atMs: 10_000 }, // older than the stale one before it
+        ]),
+      ).toEqual([true, false, true, true, false]);
+      expect(await store.recordAgentStatuses([])).toEqual([]);
+      expect((await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 100_000, limit: 10 })).changes.map((c) => c.status)).toEqual(["online", "stale"]);
+      await store.close();
+    });
+
     it("stores each change once when many writers race", async () => {
       const store = await factory.open();
       // Several servers noticing the same change at once: one of them stores it.
       const results = await Promise.all(
-        [0, 1, 2, 3, 4, 5].map((i) => store.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 5_000 + (i % 2) })),
+        [0, 1, 2, 3, 4, 5].map((i) => store.recordAgentStatuses([{ hostname: "web-01", status: "offline", atMs: 5_000 + (i % 2) }])),
       );
-      expect(results.filter(Boolean)).toHaveLength(1);
+      expect(results.flat().filter(Boolean)).toHaveLength(1);
       expect((await store.agentTimeline({ hostname: "web-01", fromMs: 0, toMs: 10_000, limit: 100 })).changes).toHaveLength(1);
       await store.close();
     });
@@ -654,7 +671,7 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
         await store.upsertAgent(create(HostInfoSchema, { hostname: h }), ["cpu"], 1_000);
         await store.putAgentAccess(accessRecord(h, { state: "approved", keyId: `key-${h}`, keyHash: "ab".repeat(32) }), undefined);
         await store.writeBatch(batch(1n, [cpu(T0, 1), procs(T0, 3, h)], "s", h));
-        await store.recordAgentStatus({ hostname: h, status: "online", atMs: 1_000 });
+        await store.recordAgentStatuses([{ hostname: h, status: "online", atMs: 1_000 }]);
         const [sid] = await store.ensureSeries([{ hostname: h, metric: "cpu.usage", labels: "" }]);
         await store.commitFlush({
           chunks: [{ seriesId: sid!, minT: T0, maxT: T0 + 1, count: 1, data: bytes(1) }],

@@ -327,11 +327,12 @@ export interface Store {
   touchAgents(contacts: AgentContact[]): Promise<void>;
 
   /**
-   * Appends a change to the host's status timeline, unless it repeats the latest stored status of the host or is
-   * older than the latest stored change (several servers evaluating one agent store each change once; changes of one
-   * host are serialized across servers). Returns whether it was stored.
+   * Appends changes to their hosts' status timelines, in order and in one transaction: each unless it repeats the
+   * latest stored status of its host or is older than the latest stored change (earlier changes of the same call
+   * included; several servers evaluating one agent store each change once; changes of one host are serialized across
+   * servers). Returns, per change, whether it was stored.
    */
-  recordAgentStatus(change: AgentStatusChange): Promise<boolean>;
+  recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]>;
   /**
    * The host's timeline around [fromMs, toMs]: `initial` is the latest change before fromMs (the status in force at
    * fromMs, absent when none), `changes` those with fromMs <= atMs <= toMs, oldest first, at most `limit`.

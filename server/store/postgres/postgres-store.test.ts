@@ -354,10 +354,17 @@ if (problem !== undefined) {
       await deleted.next((k) => k === "web-01");
       // Two servers recording the same change at once: stored once.
       const both = await Promise.all([
-        a.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 3_000 }),
-        b.recordAgentStatus({ hostname: "web-01", status: "offline", atMs: 3_001 }),
+        a.recordAgentStatuses([{ hostname: "web-01", status: "offline", atMs: 3_000 }]),
+        b.recordAgentStatuses([{ hostname: "web-01", status: "offline", atMs: 3_001 }]),
       ]);
-      expect(both.filter(Boolean)).toHaveLength(1);
+      expect(both.flat().filter(Boolean)).toHaveLength(1);
+      // Two servers each writing several hosts' changes at once, the hosts in opposite orders: no deadlock.
+      const hosts = Array.from({ length: 20 }, (_, i) => `h-${i}`);
+      const many = await Promise.all([
+        a.recordAgentStatuses(hosts.map((hostname) => ({ hostname, status: "stale" as const, atMs: 4_000 }))),
+        b.recordAgentStatuses([...hosts].reverse().map((hostname) => ({ hostname, status: "stale" as const, atMs: 4_000 }))),
+      ]);
+      expect(many.flat().filter(Boolean)).toHaveLength(hosts.length);
     });
   });
 }

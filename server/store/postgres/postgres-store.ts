@@ -925,22 +925,31 @@ class PostgresStore implements Store {
     );
   }
 
-  async recordAgentStatus(change: AgentStatusChange): Promise<boolean> {
+  async recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]> {
+    if (changes.length === 0) return [];
     const c = await this.pool.connect();
     try {
       await c.query("BEGIN");
-      // Changes of one host are serialized across servers: each sees the other's committed change.
-      await c.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [STATUS_LOCK_CLASS, change.hostname]);
-      const { rowCount } = await c.query(
-        `INSERT INTO agent_status (hostname, at_ms, status)
-         SELECT $1::text, $2::bigint, $3::text WHERE NOT EXISTS (
-           SELECT 1 FROM (SELECT status, at_ms FROM agent_status WHERE hostname = $1::text ORDER BY at_ms DESC, id DESC LIMIT 1) l
-           WHERE l.status = $3::text OR l.at_ms > $2::bigint
-         )`,
-        [change.hostname, change.atMs, change.status],
+      // Changes of one host are serialized across servers: each sees the other's committed change. The locks are
+      // taken in one order (by key) so that two servers locking several hosts cannot deadlock.
+      await c.query(
+        `SELECT pg_advisory_xact_lock($1, k) FROM (SELECT DISTINCT hashtext(h) AS k FROM unnest($2::text[]) h) t ORDER BY k`,
+        [STATUS_LOCK_CLASS, [...new Set(changes.map((ch) => ch.hostname))]],
       );
+      const stored: boolean[] = [];
+      for (const change of changes) {
+        const { rowCount } = await c.query(
+          `INSERT INTO agent_status (hostname, at_ms, status)
+           SELECT $1::text, $2::bigint, $3::text WHERE NOT EXISTS (
+             SELECT 1 FROM (SELECT status, at_ms FROM agent_status WHERE hostname = $1::text ORDER BY at_ms DESC, id DESC LIMIT 1) l
+             WHERE l.status = $3::text OR l.at_ms > $2::bigint
+           )`,
+          [change.hostname, change.atMs, change.status],
+        );
+        stored.push(rowCount === 1);
+      }
       await c.query("COMMIT");
-      return rowCount === 1;
+      return stored;
     } catch (err) {
       await c.query("ROLLBACK").catch(() => undefined);
       throw err;

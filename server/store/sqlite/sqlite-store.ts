@@ -440,17 +440,18 @@ class SqliteStore implements Store {
     })();
   }
 
-  async recordAgentStatus(change: AgentStatusChange): Promise<boolean> {
-    return this.db.transaction(() => {
-      const last = this.db
-        .prepare("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1")
-        .get(change.hostname) as { status: string; at_ms: number } | undefined;
-      if (last && (last.status === change.status || change.atMs < last.at_ms)) return false;
-      this.db
-        .prepare("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)")
-        .run(change.hostname, change.atMs, change.status);
-      return true;
-    })();
+  async recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]> {
+    if (changes.length === 0) return [];
+    const latest = this.db.prepare("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1");
+    const insert = this.db.prepare("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)");
+    return this.db.transaction(() =>
+      changes.map((change) => {
+        const last = latest.get(change.hostname) as { status: string; at_ms: number } | undefined;
+        if (last && (last.status === change.status || change.atMs < last.at_ms)) return false;
+        insert.run(change.hostname, change.atMs, change.status);
+        return true;
+      }),
+    )();
   }
 
   async agentTimeline(q: { hostname: string; fromMs: number; toMs: number; limit: number }): Promise<{
