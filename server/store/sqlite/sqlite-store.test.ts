@@ -39,4 +39,35 @@ describe("sqlite store specifics", () => {
     db.close();
     expect(() => openSqliteStore(path)).toThrow(/newer than this server/);
   });
+
+  it("with groupCommitMs, commits batches that arrive within that time of the previous commit together", async () => {
+    // Which event-loop turn each write resolved in: one group commit resolves its writes in one turn.
+    let turn = 0;
+    let ticking = true;
+    const tick = () => {
+      turn++;
+      if (ticking) setImmediate(tick);
+    };
+    tick();
+    const write = (store: ReturnType<typeof openSqliteStore>, seq: number) =>
+      store
+        .writeBatch({ hostname: "h", sessionId: "s", sequence: BigInt(seq), envelopes: [], collectorStatus: [], receivedAtMs: 1 })
+        .then(() => turn);
+    const run = async (groupCommitMs: number) => {
+      const store = openSqliteStore(join(dir, `group-${groupCommitMs}.db`), { groupCommitMs });
+      const first = await write(store, 1); // nothing committed before: at once
+      const second = write(store, 2);
+      await new Promise((r) => setTimeout(r, 20));
+      const third = write(store, 3); // 20 ms later, still within 1 s of the first commit
+      const turns = [first, await second, await third];
+      await store.close();
+      return turns;
+    };
+    const [a1, b1, c1] = await run(1_000);
+    expect(b1).toBe(c1); // one transaction for both
+    expect(b1).toBeGreaterThan(a1!);
+    const [, b0, c0] = await run(0);
+    expect(c0).toBeGreaterThan(b0!); // without a window: a commit per turn with writes
+    ticking = false;
+  });
 });

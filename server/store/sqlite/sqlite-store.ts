@@ -112,9 +112,11 @@ class Rollback {
 /**
  * Opens (creating and migrating) the SQLite store at `path` (":memory:" for tests).
  * WAL with synchronous=FULL: a resolved write survives a crash or power loss. Concurrent batch writes are grouped
- * into one transaction per event-loop turn (group commit), so many agents cost one fsync, not one each.
+ * into one transaction per event-loop turn (group commit), so many agents cost one fsync, not one each. With
+ * `groupCommitMs`, a commit also waits until that long after the previous one: live agents send their batches one
+ * at a time, so without it thousands of agents cost a commit (and an fsync) per batch on the main thread.
  */
-export function openSqliteStore(path: string): Store {
+export function openSqliteStore(path: string, opts: { groupCommitMs?: number } = {}): Store {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("page_size = 8192");
@@ -122,7 +124,7 @@ export function openSqliteStore(path: string): Store {
   db.pragma("synchronous = FULL");
   db.pragma("busy_timeout = 5000");
   migrate(db);
-  return new SqliteStore(db);
+  return new SqliteStore(db, opts.groupCommitMs ?? 0);
 }
 
 function migrate(db: Database.Database): void {
@@ -150,11 +152,15 @@ function statusFromJson(text: string | null): CollectorStatus[] {
 class SqliteStore implements Store {
   private pending: Pending[] = [];
   private flushScheduled = false;
+  private lastCommitMs = Number.NEGATIVE_INFINITY;
   private closed = false;
   private readonly stmt;
   private readonly writeGroup;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    private readonly groupCommitMs: number,
+  ) {
     this.stmt = {
       insertBatchKey: db.prepare(
         "INSERT OR IGNORE INTO metric_batches (hostname, session_id, sequence, received_ms) VALUES (?, ?, ?, ?)",
@@ -231,7 +237,9 @@ class SqliteStore implements Store {
       this.pending.push({ batch, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        const wait = this.lastCommitMs + this.groupCommitMs - performance.now();
+        if (wait >= 1) setTimeout(() => this.flush(), wait);
+        else setImmediate(() => this.flush());
       }
     });
   }
@@ -241,6 +249,7 @@ class SqliteStore implements Store {
     const group = this.pending;
     this.pending = [];
     if (group.length === 0) return;
+    this.lastCommitMs = performance.now();
     let results: BatchWriteResult[];
     try {
       results = this.writeGroup(group);
