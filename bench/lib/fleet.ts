@@ -1,8 +1,9 @@
 /**
  * A synthetic fleet for the storage benchmarks: simulated agents that produce the envelopes a real Linux server
  * with Docker sends (`spectra-agent --once` shows the mix), at the agent's default intervals, with values that move
- * between ticks the way the collectors' values do (CPU % and rates as ratios of counter deltas at full double
- * precision, load averages with two decimals, memory and disk in 4 KiB pages, temperatures in whole degrees,
+ * between ticks the way the collectors' values do (CPU % and rates as ratios of counter deltas, sent rounded as the
+ * collectors round them with common/round.ts: percentages, counts per second and latencies to two decimals, bytes per
+ * second whole; load averages with two decimals, memory and disk in 4 KiB pages, temperatures in whole degrees,
  * constants that stay constant).
  *
  * One simulated host ("a typical server"): 4 cores, 2 mounts, 2 block devices, 2 network interfaces, 2 temperature
@@ -18,6 +19,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { fastToBinary } from "../../common/proto/fast-encode.js";
+import { roundBytesRate, roundPercent, roundRate } from "../../common/round.js";
 import {
   CollectorHealth,
   CollectorStatusSchema,
@@ -246,14 +248,14 @@ export class SimAgent {
     const elapsed = () => TICK_MS + Math.floor(r() * 7) - 3; // the collectors' measured interval
 
     if (due("cpu")) {
-      // usage = busy / total jiffies of the interval (whole jiffies: full-precision ratios, as /proc/stat gives)
+      // usage = busy / total jiffies of the interval (whole jiffies, as /proc/stat gives), sent with two decimals
       const jiffies = 500;
       const cores = this.coreWalks.map((w) => {
         const tot = jiffies + Math.floor(r() * 5) - 2;
-        return (Math.round((w.next(r) / 100) * tot) / tot) * 100;
+        return roundPercent((Math.round((w.next(r) / 100) * tot) / tot) * 100);
       });
       const tot = cores.length * jiffies;
-      const usage = (Math.round((cores.reduce((a, b) => a + b, 0) / cores.length / 100) * tot) / tot) * 100;
+      const usage = roundPercent((Math.round((cores.reduce((a, b) => a + b, 0) / cores.length / 100) * tot) / tot) * 100);
       const l1 = this.load.next(r);
       push({
         type: "cpu",
@@ -266,7 +268,7 @@ export class SimAgent {
             load1m: Math.round(l1 * 100) / 100,
             load5m: Math.round(l1 * 90) / 100,
             load15m: Math.round(l1 * 80) / 100,
-            iowait: (Math.round((this.iowait.next(r) / 100) * tot) / tot) * 100,
+            iowait: roundPercent((Math.round((this.iowait.next(r) / 100) * tot) / tot) * 100),
             steal: 0,
           },
         },
@@ -285,10 +287,10 @@ export class SimAgent {
             ramTotal: BigInt(this.ramTotal),
             ramUsed: BigInt(used),
             ramAvailable: BigInt(avail),
-            ramUsedPct: (used / this.ramTotal) * 100,
+            ramUsedPct: roundPercent((used / this.ramTotal) * 100),
             swapTotal: BigInt(this.swapTotal),
             swapUsed: BigInt(swapUsed),
-            swapPct: this.swapTotal > 0 ? (swapUsed / this.swapTotal) * 100 : 0,
+            swapPct: this.swapTotal > 0 ? roundPercent((swapUsed / this.swapTotal) * 100) : 0,
           },
         },
       });
@@ -312,10 +314,10 @@ export class SimAgent {
               diskTotal: BigInt(d.total),
               diskUsed: BigInt(used),
               diskAvailable: BigInt(avail),
-              diskUsedPct: (used / (used + avail)) * 100,
+              diskUsedPct: roundPercent((used / (used + avail)) * 100),
               inodesTotal: BigInt(d.inodesTotal),
               inodesUsed: BigInt(d.inodesUsed),
-              inodesPct: (d.inodesUsed / d.inodesTotal) * 100,
+              inodesPct: roundPercent((d.inodesUsed / d.inodesTotal) * 100),
             },
           },
         });
@@ -335,15 +337,15 @@ export class SimAgent {
             case: "diskIo",
             value: {
               device: d.device,
-              readBytes: rate(readOps * 8 * 512 * (1 + Math.floor(r() * 8)), ms),
-              writeBytes: rate(writeOps * 8 * 512 * (1 + Math.floor(r() * 16)), ms),
-              readOps: rate(readOps, ms),
-              writeOps: rate(writeOps, ms),
+              readBytes: roundBytesRate(rate(readOps * 8 * 512 * (1 + Math.floor(r() * 8)), ms)),
+              writeBytes: roundBytesRate(rate(writeOps * 8 * 512 * (1 + Math.floor(r() * 16)), ms)),
+              readOps: roundRate(rate(readOps, ms)),
+              writeOps: roundRate(rate(writeOps, ms)),
               readTimeMs: readTime,
               writeTimeMs: writeTime,
               ioInProgress: r() < 0.9 ? 0n : 1n,
-              readLatencyMs: readOps > 0 ? readTime / readOps : 0,
-              writeLatencyMs: writeOps > 0 ? writeTime / writeOps : 0,
+              readLatencyMs: readOps > 0 ? roundRate(readTime / readOps) : 0,
+              writeLatencyMs: writeOps > 0 ? roundRate(writeTime / writeOps) : 0,
             },
           },
         });
@@ -364,12 +366,12 @@ export class SimAgent {
               macAddress: nic.mac,
               mtu: nic.mtu,
               speed: nic.speed,
-              rxBytes: rate(rxB, ms),
-              rxPackets: rate(Math.ceil(rxB / 900), ms),
+              rxBytes: roundBytesRate(rate(rxB, ms)),
+              rxPackets: roundRate(rate(Math.ceil(rxB / 900), ms)),
               rxErrors: 0,
-              rxDrops: r() < 0.02 ? rate(1, ms) : 0,
-              txBytes: rate(txB, ms),
-              txPackets: rate(Math.ceil(txB / 1100), ms),
+              rxDrops: r() < 0.02 ? roundRate(rate(1, ms)) : 0,
+              txBytes: roundBytesRate(rate(txB, ms)),
+              txPackets: roundRate(rate(Math.ceil(txB / 1100), ms)),
               txErrors: 0,
               txDrops: 0,
             },
@@ -474,7 +476,7 @@ export class SimAgent {
                 state: "running",
                 source: "docker",
                 kind: "container",
-                cpuPercent: c.cpu.next(r),
+                cpuPercent: roundPercent(c.cpu.next(r)),
                 memoryBytes: BigInt(Math.round(c.memPages.next(r)) * PAGE),
                 ...(c.limit > 0n ? { memoryLimit: c.limit } : {}),
                 netRxBytes: BigInt(c.rx),
@@ -482,8 +484,8 @@ export class SimAgent {
                 restarts: 0,
                 health: "healthy",
                 uptimeSeconds: BigInt(86_400 + Math.floor((n * TICK_MS) / 1000)),
-                netRxRate: rxRate,
-                netTxRate: txRate,
+                netRxRate: roundBytesRate(rxRate),
+                netTxRate: roundBytesRate(txRate),
               };
             }),
           },

@@ -208,8 +208,9 @@ describe("containers collector: Docker (fake engine) and Proxmox (stand-in pvesh
     const t0 = dockerData("docker-stats-oneshot-spectra-busy.t0.json");
     const expected = cpuPercent(cpuSample(full, "cpu_stats")!, cpuSample(t0, "cpu_stats")!)!;
     const busy2 = byName(rows, "spectra-busy");
-    expect(busy2.cpuPercent).toBeCloseTo(expected, 6);
-    expect(busy2.netRxRate).toBeCloseTo((1312 - 1172) / ((Date.parse(t0.read!) - Date.parse(full.read!)) / 1000), 6);
+    // sent rounded: CPU % to two decimals, rates to whole bytes per second (common/round.ts)
+    expect(busy2.cpuPercent).toBe(Math.round(expected * 100) / 100);
+    expect(busy2.netRxRate).toBe(Math.round((1312 - 1172) / ((Date.parse(t0.read!) - Date.parse(full.read!)) / 1000)));
     expect(busy2.netTxRate).toBe(0);
     expect(
       engine.seen

@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { ContainerInfoSchema, ContainerListSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import { roundBytesRate, roundPercent } from "../../../common/round.js";
 import type { Payload } from "../types.js";
 
 /**
@@ -34,7 +35,10 @@ export interface ContainerRow {
   uptimeSeconds?: number | undefined;
 }
 
-/** Builds the `container_list` payload (rows sorted by source, then name, for stable output). */
+/**
+ * Builds the `container_list` payload (rows sorted by source, then name, for stable output); CPU % to two decimals,
+ * network rates in whole bytes per second.
+ */
 export function containerListPayload(rows: readonly ContainerRow[]): Payload {
   const sorted = [...rows].sort(
     (a, b) => a.source.localeCompare(b.source) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id),
@@ -50,7 +54,7 @@ export function containerListPayload(rows: readonly ContainerRow[]): Payload {
           state: r.state,
           source: r.source,
           kind: r.kind,
-          cpuPercent: finite(r.cpuPercent) ?? 0,
+          cpuPercent: roundPercent(finite(r.cpuPercent) ?? 0),
           cpuLimitCores: finite(r.cpuLimitCores),
           memoryBytes: u64(r.memoryBytes) ?? 0n,
           memoryLimit: u64(r.memoryLimit),
@@ -61,12 +65,16 @@ export function containerListPayload(rows: readonly ContainerRow[]): Payload {
           diskBytes: u64(r.diskBytes),
           diskLimit: u64(r.diskLimit),
           uptimeSeconds: u64(r.uptimeSeconds),
-          netRxRate: finite(r.netRxRate),
-          netTxRate: finite(r.netTxRate),
+          netRxRate: roundOptional(finite(r.netRxRate), roundBytesRate),
+          netTxRate: roundOptional(finite(r.netTxRate), roundBytesRate),
         }),
       ),
     }),
   };
+}
+
+function roundOptional(v: number | undefined, round: (x: number) => number): number | undefined {
+  return v === undefined ? undefined : round(v);
 }
 
 function finite(v: number | undefined): number | undefined {

@@ -1,3 +1,4 @@
+import { roundPercent } from "../../../common/round.js";
 import type { KeyRates } from "../rate.js";
 
 /**
@@ -98,7 +99,8 @@ export interface CpuResult {
 /**
  * Computes the cpu payload values from the per-key rates of the time vectors: the total from key `cpu`, cores
  * from `cpu0`, `cpu1`, … in numeric order (cores without a rate this time, e.g. just hot-plugged, are left out).
- * Returns undefined when the total has no rate (first reading, or a counter went backwards).
+ * Percentages are rounded to two decimals (common/round.ts). Returns undefined when the total has no rate (first
+ * reading, or a counter went backwards).
  */
 export function cpuResultFromRates(rates: ReadonlyMap<string, KeyRates>): CpuResult | undefined {
   const total = rates.get("cpu");
@@ -108,9 +110,9 @@ export function cpuResultFromRates(rates: ReadonlyMap<string, KeyRates>): CpuRes
   for (const [key, r] of rates) {
     if (key.length > 3 && key.startsWith("cpu")) {
       const n = Number(key.slice(3));
-      if (Number.isInteger(n)) cores.push([n, cpuUsageFromDeltas(r.deltas).busy]);
+      if (Number.isInteger(n)) cores.push([n, roundPercent(cpuUsageFromDeltas(r.deltas).busy)]);
     }
   }
   cores.sort((a, b) => a[0] - b[0]);
-  return { usage: t.busy, cores: cores.map((c) => c[1]), iowait: t.iowait, steal: t.steal };
+  return { usage: roundPercent(t.busy), cores: cores.map((c) => c[1]), iowait: roundPercent(t.iowait), steal: roundPercent(t.steal) };
 }

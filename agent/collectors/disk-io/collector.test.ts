@@ -56,8 +56,9 @@ describe("linux disk I/O collector", () => {
     const io = ioOf(await c.collect(signal));
     expect([...io.keys()]).toEqual(["vda"]);
     const vda = io.get("vda")!;
-    expect(vda.readLatencyMs).toBeCloseTo(0.761, 3);
-    expect(vda.writeLatencyMs).toBeCloseTo(0.388, 3);
+    expect(vda.readLatencyMs).toBe(0.76); // 159 ms / 209 reads, sent with two decimals
+    expect(vda.writeLatencyMs).toBe(0.39); // 99 ms / 255 writes
+    expect(Number.isInteger(vda.readBytes) && Number.isInteger(vda.writeBytes)).toBe(true); // whole bytes per second
     expect(vda.readBytes / 1e6).toBeCloseTo(164.4, 1);
     expect(vda.writeBytes / 1e6).toBeCloseTo(165.3, 1);
     expect(vda.readTimeMs).toBe(159);

@@ -1,23 +1,24 @@
 import { create } from "@bufbuild/protobuf";
 import { DiskIoMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import { roundBytesRate, roundRate } from "../../../common/round.js";
 import type { Payload } from "../types.js";
 import type { DiskIoResult } from "./parse.js";
 
-/** Wraps one device's interval values in the `disk_io` payload. */
+/** Wraps one device's interval values in the `disk_io` payload (bytes per second whole, ops and ms to two decimals). */
 export function diskIoPayload(device: string, r: DiskIoResult, inFlight: number): Payload {
   return {
     case: "diskIo",
     value: create(DiskIoMetricsSchema, {
       device,
-      readBytes: r.readBytesPerSec,
-      writeBytes: r.writeBytesPerSec,
-      readOps: r.readOpsPerSec,
-      writeOps: r.writeOpsPerSec,
-      readTimeMs: r.readTimeMs,
-      writeTimeMs: r.writeTimeMs,
+      readBytes: roundBytesRate(r.readBytesPerSec),
+      writeBytes: roundBytesRate(r.writeBytesPerSec),
+      readOps: roundRate(r.readOpsPerSec),
+      writeOps: roundRate(r.writeOpsPerSec),
+      readTimeMs: roundRate(r.readTimeMs),
+      writeTimeMs: roundRate(r.writeTimeMs),
       ioInProgress: BigInt(Math.max(0, Math.round(inFlight))),
-      readLatencyMs: r.readLatencyMs,
-      writeLatencyMs: r.writeLatencyMs,
+      readLatencyMs: roundRate(r.readLatencyMs),
+      writeLatencyMs: roundRate(r.writeLatencyMs),
     }),
   };
 }

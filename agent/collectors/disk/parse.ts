@@ -1,3 +1,4 @@
+import { roundPercent } from "../../../common/round.js";
 import { isNetworkFilesystem, isPseudoFilesystem, type MountInfoEntry } from "./mounts.js";
 
 /** The part of `fs.statfs(path, { bigint: true })` the disk collector uses. */
@@ -25,7 +26,7 @@ export interface DiskUsage {
 
 /**
  * Converts statfs numbers to usage: total = blocks·bsize, used = (blocks − bfree)·bsize, available = bavail·bsize,
- * used % = used / (used + available); inodes total = files, used = files − ffree.
+ * used % = used / (used + available); inodes total = files, used = files − ffree. Percentages to two decimals.
  */
 export function diskUsageFromStatfs(s: StatfsLike): DiskUsage {
   const used = s.blocks > s.bfree ? (s.blocks - s.bfree) * s.bsize : 0n;
@@ -35,13 +36,13 @@ export function diskUsageFromStatfs(s: StatfsLike): DiskUsage {
     total: s.blocks * s.bsize,
     used,
     available,
-    usedPct: denom > 0n ? (Number(used) * 100) / Number(denom) : 0,
+    usedPct: denom > 0n ? roundPercent((Number(used) * 100) / Number(denom)) : 0,
   };
   if (s.files > 0n) {
     const inodesUsed = s.files > s.ffree ? s.files - s.ffree : 0n;
     usage.inodesTotal = s.files;
     usage.inodesUsed = inodesUsed;
-    usage.inodesPct = (Number(inodesUsed) * 100) / Number(s.files);
+    usage.inodesPct = roundPercent((Number(inodesUsed) * 100) / Number(s.files));
   }
   return usage;
 }

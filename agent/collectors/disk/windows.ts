@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { DiskMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import { roundPercent } from "../../../common/round.js";
 import { sharedPowerShell, type PowerShellQuery } from "../../host/powershell.js";
 import { NO_DATA, type Collector, type CollectorContext } from "../types.js";
 import { parseLogicalDisks } from "./windows-parse.js";
@@ -42,7 +43,7 @@ export function createWindowsDiskCollector(ctx: CollectorContext, deps: WindowsD
             diskTotal: BigInt(Math.round(v.total)),
             diskUsed: BigInt(Math.round(used)),
             diskAvailable: BigInt(Math.round(v.free)),
-            diskUsedPct: (used * 100) / v.total,
+            diskUsedPct: roundPercent((used * 100) / v.total),
           }),
         };
       });

@@ -30,7 +30,7 @@ describe("linux memory collector", () => {
     expect(m.ramTotal).toBe(24684084n * 1024n);
     expect(m.ramAvailable).toBe(24134044n * 1024n);
     expect(m.ramUsed).toBe((24684084n - 24134044n) * 1024n);
-    expect(m.ramUsedPct).toBeCloseTo(2.228, 3);
+    expect(m.ramUsedPct).toBe(2.23); // 2.228…, sent with two decimals
     expect(m.swapTotal).toBe(0n);
     await c.close?.();
   });
@@ -67,7 +67,7 @@ describe("windows memory collector", () => {
     expect(m.ramUsedPct).toBe(75);
     expect(m.swapTotal).toBe(6912n * 1024n * 1024n);
     expect(m.swapUsed).toBe(412n * 1024n * 1024n);
-    expect(m.swapPct).toBeCloseTo((412 / 6912) * 100, 6);
+    expect(m.swapPct).toBe(5.96); // 412 / 6912 = 5.9606…%, sent with two decimals
   });
 
   it("fails the run when PowerShell answers an error", async () => {

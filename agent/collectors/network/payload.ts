@@ -1,5 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { NetworkMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import { roundBytesRate, roundRate } from "../../../common/round.js";
 import type { KeyRates } from "../rate.js";
 import type { Payload } from "../types.js";
 import {
@@ -22,7 +23,7 @@ export interface InterfaceInfo {
   speedMbps: number;
 }
 
-/** Builds the `network` payload of one interface from its per-second rates. */
+/** Builds the `network` payload of one interface from its per-second rates (bytes whole, counts to two decimals). */
 export function networkPayload(name: string, r: KeyRates, info: InterfaceInfo | undefined): Payload {
   const ps = r.perSecond;
   return {
@@ -32,14 +33,14 @@ export function networkPayload(name: string, r: KeyRates, info: InterfaceInfo | 
       macAddress: info?.mac ?? "",
       mtu: info?.mtu ?? 0,
       speed: BigInt(Math.round(info?.speedMbps ?? 0)),
-      rxBytes: ps[NET_RX_BYTES]!,
-      rxPackets: ps[NET_RX_PACKETS]!,
-      rxErrors: ps[NET_RX_ERRORS]!,
-      rxDrops: ps[NET_RX_DROPS]!,
-      txBytes: ps[NET_TX_BYTES]!,
-      txPackets: ps[NET_TX_PACKETS]!,
-      txErrors: ps[NET_TX_ERRORS]!,
-      txDrops: ps[NET_TX_DROPS]!,
+      rxBytes: roundBytesRate(ps[NET_RX_BYTES]!),
+      rxPackets: roundRate(ps[NET_RX_PACKETS]!),
+      rxErrors: roundRate(ps[NET_RX_ERRORS]!),
+      rxDrops: roundRate(ps[NET_RX_DROPS]!),
+      txBytes: roundBytesRate(ps[NET_TX_BYTES]!),
+      txPackets: roundRate(ps[NET_TX_PACKETS]!),
+      txErrors: roundRate(ps[NET_TX_ERRORS]!),
+      txDrops: roundRate(ps[NET_TX_DROPS]!),
     }),
   };
 }

@@ -194,6 +194,56 @@ export const postgresMigrations: readonly string[] = [
   `
   ALTER TABLE agent_access ADD COLUMN cert_fingerprint text;
   `,
+  // 5: compact chunks (issue 6, "Compact storage"). Chunks are indexed and day-partitioned on t_end, the end of the
+  // aligned 2-hour window holding the chunk's first sample (or max_t when the chunk reaches past it: out-of-order
+  // chunks), instead of max_t. t_end >= max_t > t_end - 2 h, so reads and retention stay exact, and t_end does not
+  // change while an open chunk grows: the rewrite at every flush touches no indexed column and can be a HOT update
+  // (no new index entry; the old version is pruned within its page when the page has room). Existing chunks are
+  // copied; ids and the id sequence are kept.
+  `
+  ALTER SEQUENCE chunks_id_seq OWNED BY NONE;
+  ALTER TABLE chunks RENAME TO chunks_v4;
+  DO $$
+  DECLARE r record;
+  BEGIN
+    FOR r IN SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'chunks_v4'::regclass LOOP
+      EXECUTE format('ALTER TABLE %I RENAME TO %I', r.relname, r.relname || '_v4');
+    END LOOP;
+  END $$;
+  ALTER INDEX chunks_series_max RENAME TO chunks_series_max_v4;
+
+  CREATE TABLE chunks (
+    id bigint NOT NULL DEFAULT nextval('chunks_id_seq'),
+    series_id bigint NOT NULL,
+    t_end bigint NOT NULL,
+    min_t bigint NOT NULL,
+    max_t bigint NOT NULL,
+    count integer NOT NULL,
+    data bytea NOT NULL
+  ) PARTITION BY RANGE (t_end);
+  ALTER SEQUENCE chunks_id_seq OWNED BY chunks.id;
+  CREATE TABLE chunks_default PARTITION OF chunks DEFAULT;
+  CREATE INDEX chunks_series_end ON chunks (series_id, t_end);
+
+  CREATE TEMPORARY TABLE chunks_copy ON COMMIT DROP AS
+    SELECT id, series_id, min_t, max_t, count, data,
+           CASE WHEN max_t <= min_t - ((min_t % 7200000) + 7200000) % 7200000 + 7199999
+                THEN min_t - ((min_t % 7200000) + 7200000) % 7200000 + 7199999
+                ELSE max_t END AS t_end
+    FROM chunks_v4;
+  DO $$
+  DECLARE d bigint;
+  BEGIN
+    FOR d IN SELECT DISTINCT t_end / 86400000 FROM chunks_copy WHERE t_end >= 0 AND t_end < 253402300800000 LOOP
+      EXECUTE format('CREATE TABLE %I PARTITION OF chunks FOR VALUES FROM (%s) TO (%s)',
+                     'chunks_d' || d, d * 86400000, (d + 1) * 86400000);
+    END LOOP;
+  END $$;
+  INSERT INTO chunks (id, series_id, t_end, min_t, max_t, count, data)
+    SELECT id, series_id, t_end, min_t, max_t, count, data FROM chunks_copy ORDER BY t_end, series_id, id;
+  DROP TABLE chunks_v4;
+  `,
 ];
 
 /** Advisory lock held while migrating (any constant unique to Spectra). */

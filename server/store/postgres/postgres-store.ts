@@ -215,10 +215,23 @@ function ident(name: string): string {
   return `"${name}"`;
 }
 
-/** The day partition of chunks holding rows with this max_t, or undefined (DEFAULT partition). */
-function chunkPartition(maxT: number): PartitionSpec | undefined {
-  if (!(maxT >= 0 && maxT < MAX_MS)) return undefined;
-  const day = Math.floor(maxT / DAY_MS);
+/** Chunks are indexed and partitioned on t_end: the end of the aligned window of this length holding their min_t. */
+const CHUNK_WINDOW_MS = 2 * 3_600_000;
+
+/**
+ * A chunk's t_end (schema step 5): the last millisecond of the aligned 2-hour window holding its first sample, or
+ * its max_t when it reaches past that window (out-of-order chunks). Always max_t <= t_end < max_t + 2 h, and it
+ * stays the same while an open chunk grows (the engine closes chunks at 2-hour boundaries).
+ */
+export function chunkEnd(minT: number, maxT: number): number {
+  const end = Math.floor(minT / CHUNK_WINDOW_MS) * CHUNK_WINDOW_MS + CHUNK_WINDOW_MS - 1;
+  return maxT <= end ? end : maxT;
+}
+
+/** The day partition of chunks holding rows with this t_end, or undefined (DEFAULT partition). */
+function chunkPartition(tEnd: number): PartitionSpec | undefined {
+  if (!(tEnd >= 0 && tEnd < MAX_MS)) return undefined;
+  const day = Math.floor(tEnd / DAY_MS);
   return { name: `chunks_d${day}`, parent: "chunks", from: day * DAY_MS, to: (day + 1) * DAY_MS };
 }
 
@@ -604,8 +617,9 @@ class PostgresStore implements Store {
   async commitFlush(f: FlushWrite): Promise<{ chunkIds: number[] }> {
     await this.settled(); // batches queued before this flush are committed first, as on SQLite
     const wanted = new Map<string, PartitionSpec>();
-    for (const ch of f.chunks) {
-      const p = chunkPartition(ch.maxT);
+    const tEnd = f.chunks.map((ch) => chunkEnd(ch.minT, ch.maxT));
+    for (const te of tEnd) {
+      const p = chunkPartition(te);
       if (p) wanted.set(p.name, p);
     }
     for (const r of f.rollups) {
@@ -618,24 +632,32 @@ class PostgresStore implements Store {
     try {
       await c.query("BEGIN");
       const chunkIds: (number | undefined)[] = f.chunks.map(() => undefined);
-      // Open chunks that grew: replace their rows (a row moves to another day partition when its max_t does).
-      const updates = f.chunks.map((ch, i) => ({ ch, i })).filter((u) => u.ch.id !== undefined);
-      if (updates.length > 0) {
+      // Open chunks that grew: replace their rows. A grown chunk keeps its min_t, and its stored t_end is at least
+      // that (t_end >= max_t >= min_t): the search stays within the series' newest index entries; a row not found
+      // so (its min_t changed) is looked for among all of the series' rows before it counts as gone. The new t_end
+      // is normally the old one (HOT update); when it is not, the row moves to its new partition. The same bound with
+      // the batch's smallest min_t as a constant lets the planner skip the older day partitions.
+      for (const bounded of [true, false]) {
+        const updates = f.chunks.map((ch, i) => ({ ch, i })).filter((u) => u.ch.id !== undefined && chunkIds[u.i] === undefined);
+        if (updates.length === 0) break;
         updates.sort((a, b) => a.ch.id! - b.ch.id!);
         const { rows } = await c.query<{ id: number }>(
-          `UPDATE chunks c SET min_t = t.mn, max_t = t.mx, count = t.n, data = t.d
-           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[]) AS t(id, s, mn, mx, n, d)
-           WHERE c.id = t.id AND c.series_id = t.s RETURNING c.id`,
+          `UPDATE chunks c SET t_end = t.te, min_t = t.mn, max_t = t.mx, count = t.n, data = t.d
+           FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::integer[], $7::bytea[])
+             AS t(id, s, te, mn, mx, n, d)
+           WHERE c.series_id = t.s AND c.id = t.id ${bounded ? "AND c.t_end >= t.mn AND c.t_end >= $8" : ""} RETURNING c.id`,
           [
             updates.map((u) => u.ch.id!),
             updates.map((u) => u.ch.seriesId),
+            updates.map((u) => tEnd[u.i]!),
             updates.map((u) => u.ch.minT),
             updates.map((u) => u.ch.maxT),
             updates.map((u) => u.ch.count),
             updates.map((u) => buf(u.ch.data)),
+            ...(bounded ? [updates.reduce((m, u) => Math.min(m, u.ch.minT), Number.POSITIVE_INFINITY)] : []),
           ],
         );
-        const found = new Set(rows.map((r) => r.id));
+        const found = new Set(rows.map((r) => Number(r.id)));
         for (const u of updates) if (found.has(u.ch.id!)) chunkIds[u.i] = u.ch.id!;
       }
       // New chunks (and grown ones whose row retention removed meanwhile) get ids allocated up front, in order.
@@ -648,11 +670,12 @@ class PostgresStore implements Store {
           .sort((a, b) => a - b);
         inserts.forEach((u, n) => (chunkIds[u.i] = ids[n]!));
         await c.query(
-          `INSERT INTO chunks (id, series_id, min_t, max_t, count, data)
-           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::integer[], $6::bytea[])`,
+          `INSERT INTO chunks (id, series_id, t_end, min_t, max_t, count, data)
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::integer[], $7::bytea[])`,
           [
             inserts.map((u) => chunkIds[u.i]!),
             inserts.map((u) => u.ch.seriesId),
+            inserts.map((u) => tEnd[u.i]!),
             inserts.map((u) => u.ch.minT),
             inserts.map((u) => u.ch.maxT),
             inserts.map((u) => u.ch.count),
@@ -788,7 +811,7 @@ class PostgresStore implements Store {
     if (seriesIds.length === 0) return [];
     const { rows } = await this.pool.query<{ id: number; series_id: number; min_t: number; max_t: number; count: number; data: Buffer }>(
       `SELECT id, series_id, min_t, max_t, count, data FROM chunks
-       WHERE series_id = ANY($1::bigint[]) AND max_t >= $2 AND min_t <= $3 ORDER BY series_id, min_t, id`,
+       WHERE series_id = ANY($1::bigint[]) AND t_end >= $2 AND max_t >= $2 AND min_t <= $3 ORDER BY series_id, min_t, id`,
       [seriesIds, fromMs, toMs],
     );
     return this.inInputOrder(
@@ -830,7 +853,10 @@ class PostgresStore implements Store {
   ): Promise<{ chunks: number; rollups: number; snapshots: number }> {
     // Whole partitions below the cutoff are dropped; the one straddling it (and DEFAULT) lose their old rows.
     let chunks = await this.dropPartitions("chunks", /^chunks_d(\d+)$/, (m) => (Number(m[1]) + 1) * DAY_MS <= cutoffs.raw);
-    chunks += (await this.pool.query("DELETE FROM chunks WHERE max_t < $1", [cutoffs.raw])).rowCount ?? 0;
+    // (t_end < max_t + 2 h: the second condition selects the same rows and lets the planner skip newer partitions)
+    chunks += (
+      await this.pool.query("DELETE FROM chunks WHERE max_t < $1 AND t_end < $2", [cutoffs.raw, cutoffs.raw + CHUNK_WINDOW_MS])
+    ).rowCount ?? 0;
     let rollups = 0;
     for (const tier of TIERS) {
       const w = windowMs[tier];

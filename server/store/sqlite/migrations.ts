@@ -182,4 +182,25 @@ export const sqliteMigrations: readonly string[] = [
   `
   ALTER TABLE agent_access ADD COLUMN cert_fingerprint TEXT;
   `,
+  // 7: compact chunks (issue 6, "Compact storage"): one b-tree clustered by (series_id, max_t, id) holds the rows,
+  // instead of a rowid table with an index on (series_id, max_t) and one on (max_t): a series' chunks are stored
+  // together in time order and the two index entries per chunk are gone (retention walks the series). Chunk ids,
+  // which the time-series engine keeps to rewrite a growing chunk, come from chunk_ids. Existing chunks are copied.
+  `
+  CREATE TABLE chunks_v7 (
+    series_id INTEGER NOT NULL,
+    max_t INTEGER NOT NULL,
+    id INTEGER NOT NULL,
+    min_t INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (series_id, max_t, id)
+  ) WITHOUT ROWID;
+  INSERT INTO chunks_v7 (series_id, max_t, id, min_t, count, data)
+    SELECT series_id, max_t, id, min_t, count, data FROM chunks ORDER BY series_id, max_t, id;
+  CREATE TABLE chunk_ids (next_id INTEGER NOT NULL);
+  INSERT INTO chunk_ids (next_id) SELECT coalesce(max(id), 0) + 1 FROM chunks;
+  DROP TABLE chunks;
+  ALTER TABLE chunks_v7 RENAME TO chunks;
+  `,
 ];

@@ -173,8 +173,16 @@ class SqliteStore implements Store {
       readWal: db.prepare("SELECT id, hostname, payload FROM wal WHERE id > ? ORDER BY id LIMIT ?"),
       findSeries: db.prepare("SELECT id FROM series WHERE hostname = ? AND metric = ? AND labels = ?"),
       insertSeries: db.prepare("INSERT INTO series (hostname, metric, labels) VALUES (?, ?, ?)"),
-      insertChunk: db.prepare("INSERT INTO chunks (series_id, min_t, max_t, count, data) VALUES (?, ?, ?, ?, ?)"),
-      updateChunk: db.prepare("UPDATE chunks SET min_t = ?, max_t = ?, count = ?, data = ? WHERE id = ? AND series_id = ?"),
+      // chunks: WITHOUT ROWID, clustered by (series_id, max_t, id); ids from chunk_ids (schema step 7)
+      insertChunk: db.prepare("INSERT INTO chunks (series_id, max_t, id, min_t, count, data) VALUES (?, ?, ?, ?, ?, ?)"),
+      // A grown chunk keeps its min_t and its stored max_t is at least that: the search stays within the series'
+      // newest rows instead of walking all of them.
+      updateChunk: db.prepare(
+        "UPDATE chunks SET min_t = ?, max_t = ?, count = ?, data = ? WHERE series_id = ? AND max_t >= ? AND id = ?",
+      ),
+      updateChunkAnywhere: db.prepare("UPDATE chunks SET min_t = ?, max_t = ?, count = ?, data = ? WHERE series_id = ? AND id = ?"),
+      nextChunkId: db.prepare("SELECT next_id FROM chunk_ids"),
+      setNextChunkId: db.prepare("UPDATE chunk_ids SET next_id = ?"),
       upsertRollup: db.prepare("INSERT OR REPLACE INTO rollups (tier, series_id, window_start, data) VALUES (?, ?, ?, ?)"),
       markFlushed: db.prepare(
         `UPDATE series SET flushed_wal_id = max(flushed_wal_id, ?),
@@ -186,7 +194,7 @@ class SqliteStore implements Store {
       setMeta: db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"),
       getMeta: db.prepare("SELECT value FROM meta WHERE key = ?"),
       readChunks: db.prepare(
-        "SELECT * FROM chunks WHERE series_id = ? AND max_t >= ? AND min_t <= ? ORDER BY min_t, id",
+        "SELECT id, series_id, min_t, max_t, count, data FROM chunks WHERE series_id = ? AND max_t >= ? AND min_t <= ? ORDER BY min_t, id",
       ),
       readRollups: db.prepare(
         `SELECT series_id, window_start, data FROM rollups
@@ -354,13 +362,20 @@ class SqliteStore implements Store {
   async commitFlush(f: FlushWrite): Promise<{ chunkIds: number[] }> {
     this.flush(); // batches queued before this flush are committed first (WAL ids stay ordered)
     return this.db.transaction(() => {
+      let nextId = -1;
       const chunkIds = f.chunks.map((c) => {
         if (c.id !== undefined) {
-          const r = this.stmt.updateChunk.run(c.minT, c.maxT, c.count, c.data, c.id, c.seriesId);
+          const r = this.stmt.updateChunk.run(c.minT, c.maxT, c.count, c.data, c.seriesId, c.minT, c.id);
           if (r.changes === 1) return c.id;
+          const again = this.stmt.updateChunkAnywhere.run(c.minT, c.maxT, c.count, c.data, c.seriesId, c.id);
+          if (again.changes === 1) return c.id;
         }
-        return Number(this.stmt.insertChunk.run(c.seriesId, c.minT, c.maxT, c.count, c.data).lastInsertRowid);
+        if (nextId < 0) nextId = (this.stmt.nextChunkId.get() as { next_id: number }).next_id;
+        const id = nextId++;
+        this.stmt.insertChunk.run(c.seriesId, c.maxT, id, c.minT, c.count, c.data);
+        return id;
       });
+      if (nextId >= 0) this.stmt.setNextChunkId.run(nextId);
       for (const r of f.rollups) this.stmt.upsertRollup.run(r.tier, r.seriesId, r.windowStart, r.data);
       for (const m of f.flushed) {
         const hasLast = Number.isFinite(m.lastT);
@@ -404,7 +419,10 @@ class SqliteStore implements Store {
     windowMs: Record<RollupTier, number>,
   ): Promise<{ chunks: number; rollups: number; snapshots: number }> {
     return this.db.transaction(() => {
-      const chunks = this.db.prepare("DELETE FROM chunks WHERE max_t < ?").run(cutoffs.raw).changes;
+      // chunks are clustered by series: one range per series (chunks belong to stored series; removeAgent deletes both)
+      const chunks = this.db
+        .prepare("DELETE FROM chunks WHERE series_id IN (SELECT id FROM series) AND max_t < ?")
+        .run(cutoffs.raw).changes;
       let rollups = 0;
       for (const tier of ["1m", "1h"] as const) {
         rollups += this.db
