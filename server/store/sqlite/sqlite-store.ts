@@ -156,6 +156,8 @@ class SqliteStore implements Store {
   private closed = false;
   private readonly stmt;
   private readonly writeGroup;
+  /** Statements prepared on first use, by SQL text (every text is a constant of this file: the map stays small). */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(
     private readonly db: Database.Database,
@@ -239,6 +241,13 @@ class SqliteStore implements Store {
     this.writeGroup = db.transaction((group: Pending[]) => group.map((p) => this.writeOne(p.batch)));
   }
 
+  /** The statement for `sql`, prepared once (preparing costs more than running most of these). */
+  private prepared(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) this.statements.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult> {
     if (this.closed) return Promise.reject(new Error("store is closed"));
     return new Promise((resolve, reject) => {
@@ -295,8 +304,8 @@ class SqliteStore implements Store {
     untilMs?: number;
     limit: number;
   }): Promise<StoredEnvelope[]> {
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT hostname, type, key, ts_ms, payload FROM envelopes
          WHERE hostname = ? AND (? IS NULL OR type = ?) AND ts_ms >= ? AND ts_ms <= ? ORDER BY ts_ms, id LIMIT ?`,
       )
@@ -305,16 +314,16 @@ class SqliteStore implements Store {
   }
 
   async latest(hostname: string): Promise<StoredEnvelope[]> {
-    const rows = this.db
-      .prepare("SELECT hostname, type, key, ts_ms, payload FROM latest WHERE hostname = ? ORDER BY type, key")
+    const rows = this
+      .prepared("SELECT hostname, type, key, ts_ms, payload FROM latest WHERE hostname = ? ORDER BY type, key")
       .all(hostname) as EnvelopeRow[];
     return rows.map(toStoredEnvelope);
   }
 
   async countEnvelopes(hostname?: string): Promise<number> {
     const row = (hostname === undefined
-      ? this.db.prepare("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters").get()
-      : this.db.prepare("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters WHERE hostname = ?").get(hostname)) as {
+      ? this.prepared("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters").get()
+      : this.prepared("SELECT coalesce(sum(envelopes), 0) AS n FROM host_counters WHERE hostname = ?").get(hostname)) as {
       n: number;
     };
     return row.n;
@@ -339,8 +348,8 @@ class SqliteStore implements Store {
   }
 
   async listSeries(q: { hostname?: string; metric?: string }): Promise<SeriesRow[]> {
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT * FROM series WHERE (? IS NULL OR hostname = ?) AND (? IS NULL OR metric = ?) ORDER BY id`,
       )
       .all(q.hostname ?? null, q.hostname ?? null, q.metric ?? null, q.metric ?? null) as SeriesDbRow[];
@@ -420,16 +429,16 @@ class SqliteStore implements Store {
   ): Promise<{ chunks: number; rollups: number; snapshots: number }> {
     return this.db.transaction(() => {
       // chunks are clustered by series: one range per series (chunks belong to stored series; removeAgent deletes both)
-      const chunks = this.db
-        .prepare("DELETE FROM chunks WHERE series_id IN (SELECT id FROM series) AND max_t < ?")
+      const chunks = this
+        .prepared("DELETE FROM chunks WHERE series_id IN (SELECT id FROM series) AND max_t < ?")
         .run(cutoffs.raw).changes;
       let rollups = 0;
       for (const tier of ["1m", "1h"] as const) {
-        rollups += this.db
-          .prepare("DELETE FROM rollups WHERE tier = ? AND window_start + ? <= ?")
+        rollups += this
+          .prepared("DELETE FROM rollups WHERE tier = ? AND window_start + ? <= ?")
           .run(tier, windowMs[tier], cutoffs[tier]).changes;
       }
-      const snapshots = this.db.prepare("DELETE FROM envelopes WHERE ts_ms < ?").run(cutoffs.raw).changes;
+      const snapshots = this.prepared("DELETE FROM envelopes WHERE ts_ms < ?").run(cutoffs.raw).changes;
       return { chunks, rollups, snapshots };
     })();
   }
@@ -469,8 +478,8 @@ class SqliteStore implements Store {
 
   async recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]> {
     if (changes.length === 0) return [];
-    const latest = this.db.prepare("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1");
-    const insert = this.db.prepare("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)");
+    const latest = this.prepared("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1");
+    const insert = this.prepared("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)");
     return this.db.transaction(() =>
       changes.map((change) => {
         const last = latest.get(change.hostname) as { status: string; at_ms: number } | undefined;
@@ -485,11 +494,11 @@ class SqliteStore implements Store {
     initial?: AgentStatusChange;
     changes: AgentStatusChange[];
   }> {
-    const initial = this.db
-      .prepare("SELECT hostname, status, at_ms FROM agent_status WHERE hostname = ? AND at_ms < ? ORDER BY at_ms DESC, id DESC LIMIT 1")
+    const initial = this
+      .prepared("SELECT hostname, status, at_ms FROM agent_status WHERE hostname = ? AND at_ms < ? ORDER BY at_ms DESC, id DESC LIMIT 1")
       .get(q.hostname, q.fromMs) as StatusRow | undefined;
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT hostname, status, at_ms FROM agent_status WHERE hostname = ? AND at_ms >= ? AND at_ms <= ?
          ORDER BY at_ms, id LIMIT ?`,
       )
@@ -498,8 +507,8 @@ class SqliteStore implements Store {
   }
 
   async latestAgentStatuses(): Promise<AgentStatusChange[]> {
-    const rows = this.db
-      .prepare(
+    const rows = this
+      .prepared(
         `SELECT hostname, status, at_ms FROM (
            SELECT hostname, status, at_ms, row_number() OVER (PARTITION BY hostname ORDER BY at_ms DESC, id DESC) AS n
            FROM agent_status
@@ -511,29 +520,29 @@ class SqliteStore implements Store {
 
   async removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval> {
     return this.db.transaction(() => {
-      const open = this.db
-        .prepare("SELECT id, command FROM commands WHERE hostname = ? AND state IN (?, ?) ORDER BY created_ms, rowid")
+      const open = this
+        .prepared("SELECT id, command FROM commands WHERE hostname = ? AND state IN (?, ?) ORDER BY created_ms, rowid")
         .all(hostname, OPEN_STATES[0], OPEN_STATES[1]) as { id: string; command: Buffer }[];
-      const expire = this.db.prepare("UPDATE commands SET state = ?, finished_ms = ?, outcome = ? WHERE id = ?");
+      const expire = this.prepared("UPDATE commands SET state = ?, finished_ms = ?, outcome = ? WHERE id = ?");
       for (const c of open) expire.run(CommandState.EXPIRED, opts.atMs, removedOutcome(c.id, c.command, opts.reason), c.id);
-      const agent = this.db.prepare("DELETE FROM agents WHERE hostname = ?").run(hostname).changes === 1;
-      const access = this.db.prepare("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
+      const agent = this.prepared("DELETE FROM agents WHERE hostname = ?").run(hostname).changes === 1;
+      const access = this.prepared("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
       const out: AgentRemoval = { agent, access, expiredCommands: open.map((c) => c.id), series: 0, snapshots: 0, timeline: 0 };
       if (opts.deleteData) {
-        const ids = (this.db.prepare("SELECT id FROM series WHERE hostname = ?").all(hostname) as { id: number }[]).map((r) => r.id);
-        const delChunks = this.db.prepare("DELETE FROM chunks WHERE series_id = ?");
-        const delRollups = this.db.prepare("DELETE FROM rollups WHERE tier IN ('1m', '1h') AND series_id = ?");
+        const ids = (this.prepared("SELECT id FROM series WHERE hostname = ?").all(hostname) as { id: number }[]).map((r) => r.id);
+        const delChunks = this.prepared("DELETE FROM chunks WHERE series_id = ?");
+        const delRollups = this.prepared("DELETE FROM rollups WHERE tier IN ('1m', '1h') AND series_id = ?");
         for (const id of ids) {
           delChunks.run(id);
           delRollups.run(id);
         }
-        out.series = this.db.prepare("DELETE FROM series WHERE hostname = ?").run(hostname).changes;
-        out.snapshots = this.db.prepare("DELETE FROM envelopes WHERE hostname = ?").run(hostname).changes;
-        this.db.prepare("DELETE FROM latest WHERE hostname = ?").run(hostname);
-        this.db.prepare("DELETE FROM host_counters WHERE hostname = ?").run(hostname);
-        this.db.prepare("DELETE FROM metric_batches WHERE hostname = ?").run(hostname);
-        this.db.prepare("DELETE FROM wal WHERE hostname = ?").run(hostname);
-        out.timeline = this.db.prepare("DELETE FROM agent_status WHERE hostname = ?").run(hostname).changes;
+        out.series = this.prepared("DELETE FROM series WHERE hostname = ?").run(hostname).changes;
+        out.snapshots = this.prepared("DELETE FROM envelopes WHERE hostname = ?").run(hostname).changes;
+        this.prepared("DELETE FROM latest WHERE hostname = ?").run(hostname);
+        this.prepared("DELETE FROM host_counters WHERE hostname = ?").run(hostname);
+        this.prepared("DELETE FROM metric_batches WHERE hostname = ?").run(hostname);
+        this.prepared("DELETE FROM wal WHERE hostname = ?").run(hostname);
+        out.timeline = this.prepared("DELETE FROM agent_status WHERE hostname = ?").run(hostname).changes;
       }
       return out;
     })();
@@ -603,8 +612,8 @@ class SqliteStore implements Store {
   }
 
   async listCommands(q: { hostname?: string; limit: number }): Promise<CommandRecord[]> {
-    const rows = this.db
-      .prepare("SELECT * FROM commands WHERE (? IS NULL OR hostname = ?) ORDER BY created_ms DESC, rowid DESC LIMIT ?")
+    const rows = this
+      .prepared("SELECT * FROM commands WHERE (? IS NULL OR hostname = ?) ORDER BY created_ms DESC, rowid DESC LIMIT ?")
       .all(q.hostname ?? null, q.hostname ?? null, q.limit) as CommandRow[];
     return rows.map(toCommandRecord);
   }
@@ -624,8 +633,8 @@ class SqliteStore implements Store {
   // ----------------------------------------------------------------------------------------------- access control
 
   async createAdminToken(rec: AdminTokenRecord): Promise<boolean> {
-    const r = this.db
-      .prepare(
+    const r = this
+      .prepared(
         `INSERT OR IGNORE INTO admin_tokens (id, name, role, secret_hash, created_ms, created_by, last_used_ms, revoked_ms)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -634,25 +643,25 @@ class SqliteStore implements Store {
   }
 
   async getAdminToken(id: string): Promise<AdminTokenRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM admin_tokens WHERE id = ?").get(id) as AdminTokenRow | undefined;
+    const row = this.prepared("SELECT * FROM admin_tokens WHERE id = ?").get(id) as AdminTokenRow | undefined;
     return row && toAdminTokenRecord(row);
   }
 
   async listAdminTokens(): Promise<AdminTokenRecord[]> {
-    return (this.db.prepare("SELECT * FROM admin_tokens ORDER BY name").all() as AdminTokenRow[]).map(toAdminTokenRecord);
+    return (this.prepared("SELECT * FROM admin_tokens ORDER BY name").all() as AdminTokenRow[]).map(toAdminTokenRecord);
   }
 
   async countAdminTokens(): Promise<number> {
-    return (this.db.prepare("SELECT count(*) AS n FROM admin_tokens").get() as { n: number }).n;
+    return (this.prepared("SELECT count(*) AS n FROM admin_tokens").get() as { n: number }).n;
   }
 
   async revokeAdminToken(nameOrId: string, atMs: number): Promise<AdminTokenRecord | undefined> {
     return this.db.transaction(() => {
-      const row = (this.db.prepare("SELECT * FROM admin_tokens WHERE id = ?").get(nameOrId) ??
-        this.db.prepare("SELECT * FROM admin_tokens WHERE name = ?").get(nameOrId)) as AdminTokenRow | undefined;
+      const row = (this.prepared("SELECT * FROM admin_tokens WHERE id = ?").get(nameOrId) ??
+        this.prepared("SELECT * FROM admin_tokens WHERE name = ?").get(nameOrId)) as AdminTokenRow | undefined;
       if (!row) return undefined;
       if (row.revoked_ms === null) {
-        this.db.prepare("UPDATE admin_tokens SET revoked_ms = ? WHERE id = ?").run(atMs, row.id);
+        this.prepared("UPDATE admin_tokens SET revoked_ms = ? WHERE id = ?").run(atMs, row.id);
         row.revoked_ms = atMs;
       }
       return toAdminTokenRecord(row);
@@ -660,14 +669,14 @@ class SqliteStore implements Store {
   }
 
   async touchAdminToken(id: string, atMs: number): Promise<void> {
-    this.db
-      .prepare("UPDATE admin_tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)")
+    this
+      .prepared("UPDATE admin_tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)")
       .run(atMs, id, atMs);
   }
 
   async createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void> {
-    this.db
-      .prepare(
+    this
+      .prepared(
         `INSERT INTO enrollment_tokens (id, name, secret_hash, single_use, auto_approve, created_ms, expires_ms, labels, uses,
            revoked_ms, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       )
@@ -687,43 +696,43 @@ class SqliteStore implements Store {
   }
 
   async getEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM enrollment_tokens WHERE id = ?").get(id) as EnrollmentTokenRow | undefined;
+    const row = this.prepared("SELECT * FROM enrollment_tokens WHERE id = ?").get(id) as EnrollmentTokenRow | undefined;
     return row && toEnrollmentTokenRecord(row);
   }
 
   async listEnrollmentTokens(): Promise<EnrollmentTokenRecord[]> {
-    const rows = this.db.prepare("SELECT * FROM enrollment_tokens ORDER BY created_ms DESC, id").all() as EnrollmentTokenRow[];
+    const rows = this.prepared("SELECT * FROM enrollment_tokens ORDER BY created_ms DESC, id").all() as EnrollmentTokenRow[];
     return rows.map(toEnrollmentTokenRecord);
   }
 
   async revokeEnrollmentToken(id: string, atMs: number): Promise<boolean> {
     return this.db.transaction(() => {
-      if (!this.db.prepare("SELECT 1 FROM enrollment_tokens WHERE id = ?").get(id)) return false;
-      this.db.prepare("UPDATE enrollment_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL").run(atMs, id);
+      if (!this.prepared("SELECT 1 FROM enrollment_tokens WHERE id = ?").get(id)) return false;
+      this.prepared("UPDATE enrollment_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL").run(atMs, id);
       return true;
     })();
   }
 
   async getAgentAccess(hostname: string): Promise<AgentAccessRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM agent_access WHERE hostname = ?").get(hostname) as AgentAccessRow | undefined;
+    const row = this.prepared("SELECT * FROM agent_access WHERE hostname = ?").get(hostname) as AgentAccessRow | undefined;
     return row && toAgentAccessRecord(row);
   }
 
   async findAgentAccessByKeyId(keyId: string): Promise<AgentAccessRecord | undefined> {
-    const row = (this.db.prepare("SELECT * FROM agent_access WHERE key_id = ?").get(keyId) ??
-      this.db.prepare("SELECT * FROM agent_access WHERE next_key_id = ?").get(keyId)) as AgentAccessRow | undefined;
+    const row = (this.prepared("SELECT * FROM agent_access WHERE key_id = ?").get(keyId) ??
+      this.prepared("SELECT * FROM agent_access WHERE next_key_id = ?").get(keyId)) as AgentAccessRow | undefined;
     return row && toAgentAccessRecord(row);
   }
 
   async findAgentAccessByEnrollmentId(enrollmentId: string): Promise<AgentAccessRecord | undefined> {
-    const row = this.db.prepare("SELECT * FROM agent_access WHERE enrollment_id = ?").get(enrollmentId) as
+    const row = this.prepared("SELECT * FROM agent_access WHERE enrollment_id = ?").get(enrollmentId) as
       | AgentAccessRow
       | undefined;
     return row && toAgentAccessRecord(row);
   }
 
   async listAgentAccess(): Promise<AgentAccessRecord[]> {
-    return (this.db.prepare("SELECT * FROM agent_access ORDER BY hostname").all() as AgentAccessRow[]).map(toAgentAccessRecord);
+    return (this.prepared("SELECT * FROM agent_access ORDER BY hostname").all() as AgentAccessRow[]).map(toAgentAccessRecord);
   }
 
   async putAgentAccess(
@@ -736,8 +745,8 @@ class SqliteStore implements Store {
     try {
       this.db.transaction(() => {
         if (consumeToken) {
-          const used = this.db
-            .prepare(
+          const used = this
+            .prepared(
               `UPDATE enrollment_tokens SET uses = uses + 1
                WHERE id = ? AND revoked_ms IS NULL AND (expires_ms IS NULL OR expires_ms > ?) AND (single_use = 0 OR uses = 0)`,
             )
@@ -747,12 +756,12 @@ class SqliteStore implements Store {
         if (expectedVersion === undefined) {
           const cols = AGENT_ACCESS_COLUMNS.join(", ");
           const marks = AGENT_ACCESS_COLUMNS.map(() => "?").join(", ");
-          const r = this.db.prepare(`INSERT OR IGNORE INTO agent_access (${cols}) VALUES (${marks})`).run(...values);
+          const r = this.prepared(`INSERT OR IGNORE INTO agent_access (${cols}) VALUES (${marks})`).run(...values);
           if (r.changes !== 1) throw new Rollback("conflict");
         } else {
           const sets = AGENT_ACCESS_COLUMNS.slice(1).map((c) => `${c} = ?`).join(", ");
-          const r = this.db
-            .prepare(`UPDATE agent_access SET ${sets} WHERE hostname = ? AND version = ?`)
+          const r = this
+            .prepared(`UPDATE agent_access SET ${sets} WHERE hostname = ? AND version = ?`)
             .run(...values.slice(1), rec.hostname, expectedVersion);
           if (r.changes !== 1) throw new Rollback("conflict");
         }
@@ -765,7 +774,7 @@ class SqliteStore implements Store {
   }
 
   async deleteAgentAccess(hostname: string): Promise<boolean> {
-    return this.db.prepare("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
+    return this.prepared("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
   }
 
   async close(): Promise<void> {
