@@ -15,10 +15,8 @@ import { createClient } from "@connectrpc/connect";
 import { Agent as HttpAgent, request } from "node:http";
 import { setMaxListeners } from "node:events";
 import { parentPort } from "node:worker_threads";
-import { create } from "@bufbuild/protobuf";
-import { randomBytes } from "node:crypto";
-import { EnrollmentState } from "../../gen/spectra/v1/access_service_pb.js";
-import { AgentService, HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
+import { AgentService } from "../../gen/spectra/v1/agent_service_pb.js";
+import { enrollAll } from "./enroll.js";
 import { buildPool, poolAgents, type PoolAgent, type PoolOptions } from "./pool.js";
 
 /** Creates the simulated agents of a run; for Spectra also enrolls (and registers) each one, as the agent does. */
@@ -77,7 +75,7 @@ parentPort!.on("message", (msg: Msg) => {
         const t0 = performance.now();
         const p = msg.prepare;
         const agents = poolAgents(templates, p.agents, p.runStartMs, p.runTag);
-        const keys = p.target === "spectra" && p.enrollToken ? await enrollAll(p.url, agents, p.enrollToken) : [];
+        const keys = p.target === "spectra" && p.enrollToken ? ((await enrollAll(p.url, agents.map((a) => a.hostname), p.enrollToken)) as string[]) : [];
         prepared = { agents, keys };
         parentPort!.postMessage({ ok: true, ms: performance.now() - t0 });
       } else {
@@ -142,43 +140,6 @@ class Tally {
     };
   }
 }
-
-/** Enroll (auto-approved token) and Register every agent, 16 at a time; returns each agent's key. */
-async function enrollAll(url: string, agents: PoolAgent[], token: string): Promise<string[]> {
-  const sessionManager = new Http2SessionManager(url);
-  const client = createClient(AgentService, createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true, sessionManager }));
-  const keys: string[] = new Array<string>(agents.length);
-  let next = 0;
-  const one = async () => {
-    for (let i = next++; i < agents.length; i = next++) {
-      const a = agents[i]!;
-      const host = create(HostInfoSchema, {
-        hostname: a.hostname,
-        os: "linux",
-        platform: "debian",
-        platformVer: "12",
-        kernel: "6.1.0-bench",
-        arch: "amd64",
-        cpuModel: "Bench CPU",
-        cpuCores: 4,
-        ramTotal: 16n * 1024n ** 3n,
-        agentVersion: "bench",
-      });
-      const res = await client.enroll({ enrollmentToken: token, host, collectors: COLLECTORS, enrollmentSecret: randomBytes(16).toString("hex") }, { timeoutMs: 30_000 });
-      if (res.state !== EnrollmentState.APPROVED || !res.agentKey) throw new Error(`enrolling ${a.hostname}: state ${res.state} ${res.message}`);
-      keys[i] = res.agentKey;
-      await client.register({ host, collectors: COLLECTORS }, { timeoutMs: 30_000, headers: { authorization: `Bearer ${res.agentKey}` } });
-    }
-  };
-  try {
-    await Promise.all(Array.from({ length: 16 }, one));
-  } finally {
-    sessionManager.abort();
-  }
-  return keys;
-}
-
-const COLLECTORS = ["cpu", "memory", "disk", "disk_io", "network", "system", "processes", "services", "temperature", "containers", "applications", "update_status"];
 
 async function runSpectra(run: RunRequest, agents: PoolAgent[], keys: string[]): Promise<RunReport> {
   const tally = new Tally();
