@@ -4,9 +4,13 @@
  * measured in the same run on the same machine.
  *
  *   npm run bench:footprint -- [--seconds 120] [--warmup 10] [--stall-seconds 60] [--all-collectors] [--agent path]
+ *                              [--plain]
  *
- * The agent is the package's `spectra-agent` bin (the bundle dist/agent/spectra-agent.mjs); `--agent` runs another
- * build instead, e.g. `--agent dist/agent/main.js` (the unbundled tsc output) to compare.
+ * The agent is the package's `spectra-agent` bin (the bundle dist/agent/spectra-agent.mjs), started as the bin
+ * starts it: with the environment and node flags of its `#!/usr/bin/env -S …` line (agent/v8-flags.ts
+ * AGENT_LAUNCH), by this node. `--plain` starts it as `node <file>` without them (the way it ran before that line
+ * existed), to compare; `--agent` runs another build instead, e.g. `--agent dist/agent/main.js` (the unbundled tsc
+ * output, which has no launch line).
  *
  * The agent runs the core set (cpu, memory, disk, disk_io, network, system: the collectors node_exporter is run
  * with) at their default intervals; `--all-collectors` runs every collector enabled by default instead, for
@@ -29,6 +33,7 @@ import { get } from "node:http";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
+import { agentCommand } from "./lib/proc.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
@@ -41,6 +46,7 @@ const seconds = arg("seconds", 120);
 const warmup = arg("warmup", 10);
 const stallSeconds = arg("stall-seconds", 60);
 const allCollectors = process.argv.includes("--all-collectors");
+const plain = process.argv.includes("--plain");
 function argText(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? process.argv[i + 1] : undefined;
@@ -189,10 +195,8 @@ async function main(): Promise<void> {
     await sleep(1_000);
     const agentArgs = ["--server", `http://127.0.0.1:${serverPort}`, "--log-level", "warn", ...(allCollectors ? [] : ["--collectors", CORE])];
     // Each agent its own host name: the server holds a second enrollment of a known host for an admin's approval.
-    const agent = spawn(process.execPath, [agentJs, ...agentArgs, "--hostname", "footprint", "--data-dir", join(dir, "agent")], {
-      stdio: ["ignore", "ignore", "pipe"],
-      env: agentEnv,
-    });
+    const measured = agentCommand(agentJs, [...agentArgs, "--hostname", "footprint", "--data-dir", join(dir, "agent")], plain);
+    const agent = spawn(measured.cmd, measured.args, { stdio: ["ignore", "ignore", "pipe"], env: { ...measured.env, ...agentEnv } });
     procs.push(agent);
     const agentProblems: string[] = [];
     watchStderr(agent, agentProblems);
@@ -239,10 +243,16 @@ async function main(): Promise<void> {
     let maxChildren = 0;
     let childSamples = 0;
     const t0 = Date.now();
+    // RSS once a minute, to show a slow growth over long windows.
+    const rssTrend: string[] = [];
     while (Date.now() - t0 < seconds * 1_000) {
       await sleep(1_000);
       maxChildren = Math.max(maxChildren, children(agent.pid!));
       childSamples++;
+      if (childSamples % 60 === 0) {
+        const m = status(agent.pid!);
+        rssTrend.push(`${Math.round((Date.now() - t0) / 60_000 + warmup / 60)} min ${(m["VmRSS"] ?? NaN).toFixed(1)}`);
+      }
     }
     const elapsedS = (Date.now() - t0) / 1_000;
     const agentCpuMs = (cpuNs(agent.pid!) - a0) / 1e6;
@@ -257,7 +267,8 @@ async function main(): Promise<void> {
 
     // Phase 2: event-loop delay, with the debug endpoint on.
     const debugPort = await freePort();
-    const agent2 = start(process.execPath, [agentJs, ...agentArgs, "--hostname", "footprint-debug", "--data-dir", join(dir, "agent2"), "--debug", "--debug-port", String(debugPort)], agentEnv);
+    const second = agentCommand(agentJs, [...agentArgs, "--hostname", "footprint-debug", "--data-dir", join(dir, "agent2"), "--debug", "--debug-port", String(debugPort)], plain);
+    const agent2 = start(second.cmd, second.args, { ...second.env, ...agentEnv });
     procs.push(agent2);
     // Control: an idle Node process measuring its own event-loop delay the same way over the same window. Its
     // stalls are the machine's (scheduling, the VM), not anyone's code.
@@ -282,7 +293,7 @@ async function main(): Promise<void> {
     const lines = [
       `Date: ${new Date().toISOString().slice(0, 16).replace("T", " ")} UTC.`,
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${release()}, Node ${process.version}.`,
-      `Agent: \`node ${relative(root, agentJs)}\`; collectors: ${allCollectors ? "every collector enabled by default" : CORE}, default intervals.`,
+      `Agent: \`${[...Object.entries(measured.env).filter(([k]) => process.env[k] !== measured.env[k]).map(([k, v]) => `${k}=${v}`), "node", ...measured.args.slice(0, measured.args.indexOf(agentJs)), relative(root, agentJs)].join(" ")}\`${plain ? " (--plain: without the bin's launch line)" : ""}; collectors: ${allCollectors ? "every collector enabled by default" : CORE}, default intervals.`,
       `Window: ${fmt(elapsedS, 0)} s after ${warmup} s warm-up; node_exporter scraped every 5 s (${scrapes} scrapes, ${scrapeBytes} bytes each).`,
       "",
       "| process | CPU ms per 5 s | CPU s per hour | RSS MB | peak RSS MB | private (anon) MB |",
@@ -296,6 +307,7 @@ async function main(): Promise<void> {
       `- Agent main thread: ${fmt(per5s(mainCpuMs), 2)} ms CPU per 5 s, ${fmt(per5s(mainWakeups), 1)} wake-ups per 5 s; ` +
         `other threads (V8 compiler and GC helpers, libuv thread pool doing the spool's writes): ${fmt(per5s(agentCpuMs - mainCpuMs), 2)} ms per 5 s.`,
       `- Agent child processes (max of ${childSamples} samples, one per second): ${maxChildren}.`,
+      `- Agent RSS MB once a minute (time since start): ${rssTrend.join(", ")}.`,
       `- Agent event-loop delay (with --debug, 10 ms resolution): steady state over ${stallSeconds} s after ${warmup} s: ` +
         `p50 ${vars.eventLoopDelayMs.p50} ms, p99 ${vars.eventLoopDelayMs.p99} ms, **max ${vars.eventLoopDelayMs.max} ms**; ` +
         `first ${warmup} s (start-up): p99 ${startup.eventLoopDelayMs.p99} ms, max ${startup.eventLoopDelayMs.max} ms. ` +

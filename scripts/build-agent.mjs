@@ -14,9 +14,14 @@
 //   only when the containers collector or --config needs them.
 // - The V8 flags the agent sets for itself (agent/v8-flags.ts) are set by the first module evaluated.
 //
+// The bundle's first line is the agent's launch line, `#!/usr/bin/env -S <env> node <flags>` (AGENT_LAUNCH in
+// agent/v8-flags.ts): settings that only the environment or a command line can give (--max-semi-space-size, malloc
+// settings, ...). The `spectra-agent` bin starts with them; `npm start`, the footprint bench and the footprint gate
+// read the line back and start the agent the same way. The file is made executable.
+//
 //   node scripts/build-agent.mjs [--outfile path] [--no-minify] [--metafile path]
 import { build } from "esbuild";
-import { readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { builtinModules } from "node:module";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -77,6 +82,28 @@ const result = await build({
   logLevel: "warning",
 });
 if (metafile) writeFileSync(metafile, JSON.stringify(result.metafile));
+
+// The launch line, from agent/v8-flags.ts itself (bundled in memory and imported), so there is one list.
+const flagsModule = await build({
+  entryPoints: [join(root, "agent", "v8-flags.ts")],
+  bundle: true,
+  platform: "node",
+  format: "esm",
+  write: false,
+  logLevel: "warning",
+});
+const { agentShebang } = await import(`data:text/javascript;base64,${Buffer.from(flagsModule.outputFiles[0].contents).toString("base64")}`);
+const shebang = agentShebang();
+{
+  // esbuild keeps main.ts's `#!/usr/bin/env node`; replace that one line (the source map's lines stay aligned).
+  const text = readFileSync(outfile, "utf8");
+  if (!text.startsWith("#!")) {
+    console.error(`${relative(root, outfile)}: expected a #! line from agent/main.ts`);
+    process.exit(1);
+  }
+  writeFileSync(outfile, `${shebang}${text.slice(text.indexOf("\n"))}`);
+  chmodSync(outfile, 0o755);
+}
 
 // V8 keeps a script's source in memory; one character outside ASCII makes it a two-byte string, twice the size.
 // (An unminified build keeps the comments, some of which are not ASCII: it is for reading, not for running.)

@@ -3,7 +3,7 @@
 // The local agent enrolls with a single-use, auto-approving enrollment token made here (through the server's
 // `enroll-token create` subcommand, on the same database) the first time, and uses its stored key afterwards.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 
 const listen = process.env.SPECTRA_LISTEN ?? "127.0.0.1:8080";
@@ -16,9 +16,18 @@ if (!existsSync(server)) {
   process.exit(1);
 }
 
+/**
+ * The agent is started as its bin would be: with the environment and node flags of the bundle's `#!` line (its
+ * footprint settings, agent/v8-flags.ts AGENT_LAUNCH), by this same node.
+ */
+async function agentLaunch(file) {
+  const { launchFromShebang } = await import("../dist/agent/v8-flags.js");
+  return launchFromShebang(readFileSync(file, "utf8").slice(0, 512).split("\n")[0]);
+}
+
 const children = [];
-function run(name, file, env) {
-  const child = spawn(process.execPath, [file], { stdio: "inherit", env: { ...process.env, ...env } });
+function run(name, file, env, nodeFlags = []) {
+  const child = spawn(process.execPath, [...nodeFlags, file], { stdio: "inherit", env: { ...process.env, ...env } });
   child.on("exit", (code, signal) => {
     if (!stopping) {
       console.error(`${name} exited (${signal ?? code}); stopping Spectra`);
@@ -61,12 +70,19 @@ function localEnrollToken() {
 const enroll = existsSync(agent) ? localEnrollToken() : {};
 run("spectra-server", server, { SPECTRA_LISTEN: listen, SPECTRA_DATA_DIR: dataDir });
 if (existsSync(agent)) {
+  const launch = await agentLaunch(agent);
   // Give the server a moment to bind; the agent retries with backoff anyway.
   setTimeout(() => {
-    run("spectra-agent", agent, {
-      SPECTRA_SERVER: process.env.SPECTRA_SERVER ?? `http://127.0.0.1:${port}`,
-      SPECTRA_DATA_DIR: agentDataDir,
-      ...enroll,
-    });
+    run(
+      "spectra-agent",
+      agent,
+      {
+        ...launch.env,
+        SPECTRA_SERVER: process.env.SPECTRA_SERVER ?? `http://127.0.0.1:${port}`,
+        SPECTRA_DATA_DIR: agentDataDir,
+        ...enroll,
+      },
+      launch.nodeFlags,
+    );
   }, 500);
 }

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createWriteStream, readdirSync, readFileSync, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
+import { launchFromShebang } from "../../agent/v8-flags.js";
 
 export const root = join(import.meta.dirname, "..", "..", "..");
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -229,4 +230,38 @@ export async function waitQuiet(what: string, maxWaitS: number, log: (msg: strin
     }
     log(`${what}: waiting for a quiet machine (${fmt(busy)} % of one core busy)`);
   }
+}
+
+/**
+ * How the agent at `file` is started as installed: its `#!` line's environment and node flags (the `spectra-agent`
+ * bin runs through `env -S`; agent/v8-flags.ts AGENT_LAUNCH), here with this process's node. `plain` gives
+ * `node <file>` without them, the way the agent was started before its launch line existed (for comparisons).
+ */
+export function agentCommand(file: string, args: string[], plain = false): { cmd: string; args: string[]; env: NodeJS.ProcessEnv } {
+  const launch = plain ? { env: {}, nodeFlags: [] } : launchFromShebang(readFileSync(file, "utf8").slice(0, 512).split("\n")[0] ?? "");
+  return { cmd: process.execPath, args: [...launch.nodeFlags, file, ...args], env: { ...process.env, ...launch.env } };
+}
+
+/** Memory of a process from /proc/<pid>/status, in MiB: RSS, peak RSS (VmHWM), anonymous and file-backed RSS. */
+export function memoryDetailMiB(pid: number): { rss: number; peak: number; anon: number; file: number } {
+  const out = { rss: Number.NaN, peak: Number.NaN, anon: Number.NaN, file: Number.NaN };
+  const keys: Record<string, keyof typeof out> = { VmRSS: "rss", VmHWM: "peak", RssAnon: "anon", RssFile: "file" };
+  for (const line of readFileSync(`/proc/${pid}/status`, "utf8").split("\n")) {
+    const m = /^(VmRSS|VmHWM|RssAnon|RssFile):\s+(\d+) kB/.exec(line);
+    if (m) out[keys[m[1]!]!] = Number(m[2]) / 1024;
+  }
+  return out;
+}
+
+/** On-CPU nanoseconds of every thread of a process, from /proc/<pid>/task/<tid>/schedstat (finer than stat's ticks). */
+export function threadsCpuNs(pid: number): number {
+  let total = 0;
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
+    } catch {
+      // a thread that ended between readdir and read
+    }
+  }
+  return total;
 }
