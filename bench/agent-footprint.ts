@@ -33,7 +33,7 @@ import { get } from "node:http";
 import { createServer } from "node:net";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join, relative, resolve } from "node:path";
-import { agentCommand } from "./lib/proc.js";
+import { agentCommand, threadsCpuNs } from "./lib/proc.js";
 
 const root = join(import.meta.dirname, "..", "..");
 const NODE_EXPORTER = "/usr/bin/prometheus-node-exporter";
@@ -83,18 +83,6 @@ function wakeups(pid: number, tid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
-/** On-CPU nanoseconds of every thread of a process. */
-function cpuNs(pid: number): number {
-  let total = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      total += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {
-      // a thread that ended between readdir and read
-    }
-  }
-  return total;
-}
 
 function status(pid: number): Record<string, number> {
   const out: Record<string, number> = {};
@@ -236,10 +224,10 @@ async function main(): Promise<void> {
 
     console.error(`warming up ${warmup} s, then measuring ${seconds} s ...`);
     await sleep(warmup * 1_000);
-    const a0 = cpuNs(agent.pid!);
+    const a0 = threadsCpuNs(agent.pid!);
     const m0 = threadCpuNs(agent.pid!, agent.pid!);
     const w0 = wakeups(agent.pid!, agent.pid!);
-    const e0 = exporter ? cpuNs(exporter.pid!) : 0;
+    const e0 = exporter ? threadsCpuNs(exporter.pid!) : 0;
     let maxChildren = 0;
     let childSamples = 0;
     const t0 = Date.now();
@@ -255,10 +243,10 @@ async function main(): Promise<void> {
       }
     }
     const elapsedS = (Date.now() - t0) / 1_000;
-    const agentCpuMs = (cpuNs(agent.pid!) - a0) / 1e6;
+    const agentCpuMs = (threadsCpuNs(agent.pid!) - a0) / 1e6;
     const mainCpuMs = (threadCpuNs(agent.pid!, agent.pid!) - m0) / 1e6;
     const mainWakeups = wakeups(agent.pid!, agent.pid!) - w0;
-    const exporterCpuMs = exporter ? (cpuNs(exporter.pid!) - e0) / 1e6 : NaN;
+    const exporterCpuMs = exporter ? (threadsCpuNs(exporter.pid!) - e0) / 1e6 : NaN;
     const agentMem = status(agent.pid!);
     const exporterMem = exporter ? status(exporter.pid!) : {};
     if (scraper) clearInterval(scraper);

@@ -10,7 +10,7 @@ import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
 import { CollectorHealth, CollectorStatusSchema } from "../../gen/spectra/v1/metrics_pb.js";
 import { openSqliteStore } from "../store/sqlite/sqlite-store.js";
 import { openPostgresStore } from "../store/postgres/postgres-store.js";
-import { createTestDatabase, dropTestDatabases, postgresMissing, postgresProblem } from "../testing/postgres.js";
+import { createTestDatabase, dropTestDatabases, itPostgresMissing, postgresProblem } from "../testing/postgres.js";
 import type { AgentContact, Store } from "../store/store.js";
 import { createPresence, type PresenceOptions } from "./presence.js";
 
@@ -234,15 +234,7 @@ const pgProblem = await postgresProblem();
 describe("presence on a shared PostgreSQL database", () => {
   afterAll(() => dropTestDatabases());
   if (pgProblem !== undefined) {
-    const { fail, message } = postgresMissing(pgProblem, "presence.test.ts");
-    if (fail) {
-      it("has PostgreSQL (CI=true)", () => {
-        throw new Error(message);
-      });
-    } else {
-      console.warn(message);
-      it.skip(message, () => undefined);
-    }
+    itPostgresMissing(pgProblem, "presence.test.ts");
     return;
   }
   it("does not mark an agent stale on the server it is not connected to; stores each change once", async () => {

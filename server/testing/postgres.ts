@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { redactUrl } from "../config.js";
+import { it } from "vitest";
 
 /** Admin connection of the PostgreSQL tests (creates and drops their databases). */
 export const PG_ADMIN_URL = process.env["SPECTRA_TEST_PG"] ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -29,6 +30,22 @@ export function postgresMissing(problem: string, file: string): { fail: boolean;
     fail: false,
     message: `${file} skipped: ${problem}; start PostgreSQL on 127.0.0.1:5432 or set SPECTRA_TEST_PG to run it`,
   };
+}
+
+/**
+ * Registers, in the current describe block, what a suite does without PostgreSQL: a failing test under CI=true,
+ * otherwise a skipped one, with the reason also printed (a skipped test is easy to miss in the summary).
+ */
+export function itPostgresMissing(problem: string, file: string): void {
+  const { fail, message } = postgresMissing(problem, file);
+  if (fail) {
+    it("has PostgreSQL (CI=true)", () => {
+      throw new Error(message);
+    });
+  } else {
+    console.warn(message);
+    it.skip(message, () => undefined);
+  }
 }
 
 /** Databases made by {@link createTestDatabase}, dropped by {@link dropTestDatabases}. */

@@ -2,8 +2,8 @@
 // version, with chunks in day partitions and in DEFAULT, is migrated in place and reads the same samples; ids and
 // the id sequence are kept. Without PostgreSQL: skipped with a message, or failed under CI=true.
 import { afterAll, describe, expect, it } from "vitest";
-import { decodeChunk, encodeChunk } from "../../tsdb/codec/chunk.js";
-import { createTestDatabase, dropTestDatabases, postgresMissing, postgresProblem, withDatabase } from "../../testing/postgres.js";
+import { chunkSamples, testChunk } from "../../testing/chunks.js";
+import { createTestDatabase, dropTestDatabases, itPostgresMissing, postgresProblem, withDatabase } from "../../testing/postgres.js";
 import type { ChunkRow, Store } from "../store.js";
 import { postgresMigrations, runPostgresMigrations } from "./migrations.js";
 import { chunkEnd, openPostgresStore } from "./postgres-store.js";
@@ -20,20 +20,8 @@ const DAY = 86_400_000;
 const H2 = 7_200_000;
 const T0 = Date.UTC(2026, 10, 20);
 
-function chunk(seriesId: number, id: number, from: number, n: number, stepMs: number, v0: number): ChunkRow {
-  const t = Array.from({ length: n }, (_, i) => from + i * stepMs + (i % 3));
-  const v = t.map((_, i) => Math.round((v0 + Math.sin(i / 7) * 10) * 100) / 100);
-  return { id, seriesId, minT: t[0]!, maxT: t[n - 1]!, count: n, data: encodeChunk(t, v) };
-}
-
-function samples(rows: ChunkRow[]): Array<[number, number, number]> {
-  const out: Array<[number, number, number]> = [];
-  for (const r of rows) {
-    const d = decodeChunk(r.data);
-    for (let i = 0; i < d.t.length; i++) out.push([r.seriesId, d.t[i]!, d.v[i]!]);
-  }
-  return out;
-}
+const chunk = testChunk;
+const samples = chunkSamples;
 
 const view = (rows: ChunkRow[]) =>
   [...rows].sort((a, b) => a.id! - b.id!).map((r) => ({ ...r, data: Buffer.from(r.data).toString("hex") }));
@@ -54,17 +42,7 @@ describe("chunkEnd", () => {
 });
 
 if (problem !== undefined) {
-  const { fail, message } = postgresMissing(problem, "chunk-migration.test.ts");
-  describe("PostgreSQL schema step 5", () => {
-    if (fail) {
-      it("has PostgreSQL (CI=true)", () => {
-        throw new Error(message);
-      });
-    } else {
-      console.warn(message);
-      it.skip(message, () => undefined);
-    }
-  });
+  describe("PostgreSQL schema step 5", () => itPostgresMissing(problem, "chunk-migration.test.ts"));
 } else {
   describe("PostgreSQL schema step 5: compact chunks", () => {
     it("migrates the chunks of a database at the previous version: same rows, same samples, ids kept", async () => {

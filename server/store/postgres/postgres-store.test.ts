@@ -10,7 +10,7 @@ import { QueueFullError } from "../../errors.js";
 import {
   createTestDatabase,
   dropTestDatabases,
-  postgresMissing,
+  itPostgresMissing,
   postgresProblem,
   withDatabase,
 } from "../../testing/postgres.js";
@@ -92,18 +92,7 @@ function recorder(store: Store, channel: StoreChannel) {
 }
 
 if (problem !== undefined) {
-  const { fail, message } = postgresMissing(problem, "postgres-store.test.ts");
-  describe("PostgreSQL store", () => {
-    if (fail) {
-      it("has PostgreSQL (CI=true)", () => {
-        throw new Error(message);
-      });
-    } else {
-      // Said out loud: a skipped test is easy to miss in the summary.
-      console.warn(message);
-      it.skip(message, () => undefined);
-    }
-  });
+  describe("PostgreSQL store", () => itPostgresMissing(problem, "postgres-store.test.ts"));
 } else {
   let current = "";
   describeStoreContract("postgres", {

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { decodeChunk, encodeChunk } from "../../tsdb/codec/chunk.js";
+import { chunkSamples, testChunk } from "../../testing/chunks.js";
 import type { ChunkRow } from "../store.js";
 import { sqliteMigrations } from "./migrations.js";
 import { openSqliteStore } from "./sqlite-store.js";
@@ -17,20 +17,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const STEP = sqliteMigrations.findIndex((s) => s.includes("CREATE TABLE chunks_v7"));
 const T0 = Date.UTC(2026, 10, 20);
 
-function chunk(seriesId: number, id: number, from: number, n: number, stepMs: number, v0: number): ChunkRow {
-  const t = Array.from({ length: n }, (_, i) => from + i * stepMs + (i % 3));
-  const v = t.map((_, i) => Math.round((v0 + Math.sin(i / 7) * 10) * 100) / 100);
-  return { id, seriesId, minT: t[0]!, maxT: t[n - 1]!, count: n, data: encodeChunk(t, v) };
-}
-
-function samples(rows: ChunkRow[]): Array<[number, number, number]> {
-  const out: Array<[number, number, number]> = [];
-  for (const r of rows) {
-    const d = decodeChunk(r.data);
-    for (let i = 0; i < d.t.length; i++) out.push([r.seriesId, d.t[i]!, d.v[i]!]);
-  }
-  return out;
-}
+const chunk = testChunk;
+const samples = chunkSamples;
 
 describe("sqlite schema step 7: compact chunks", () => {
   it("is the newest step or followed only by later ones", () => {
