@@ -1,4 +1,4 @@
-import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { randomUUID } from "node:crypto";
 import pg from "pg";
 import type { Logger } from "../../../common/logger.js";
@@ -10,9 +10,22 @@ import {
   type Command,
   type CommandOutcome,
 } from "../../../gen/spectra/v1/diagnostics_pb.js";
-import { CollectorStatusSchema, MetricEnvelopeSchema, type CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
 import { QueueFullError } from "../../errors.js";
 import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
+import {
+  statusFromJson,
+  statusToJson,
+  toAgentRecord,
+  toCommandRecord,
+  toStatusChange,
+  toStoredEnvelope,
+  removedOutcome,
+  type AgentRow,
+  type CommandRow,
+  type EnvelopeRow,
+  type StatusRow,
+} from "../rows.js";
 import { envelopeKey } from "../envelope-key.js";
 import {
   AGENT_ACCESS_COLUMNS,
@@ -30,7 +43,6 @@ import type {
   AgentContact,
   AgentRemoval,
   AgentStatusChange,
-  AgentStatusName,
   EnrollmentTokenRecord,
   PutAgentAccessResult,
   AgentRecord,
@@ -125,32 +137,6 @@ interface Queued {
   reject: (e: unknown) => void;
 }
 
-interface EnvelopeRow {
-  hostname: string;
-  type: string;
-  key: string;
-  ts_ms: number;
-  payload: Buffer;
-}
-interface AgentRow {
-  hostname: string;
-  host_info: Buffer;
-  collectors: string;
-  registered_ms: number;
-  last_seen_ms: number;
-  collector_status: string | null;
-}
-interface CommandRow {
-  id: string;
-  hostname: string;
-  state: number;
-  command: Buffer;
-  created_ms: number;
-  delivered_ms: number | null;
-  finished_ms: number | null;
-  outcome: Buffer | null;
-  requested_by: string;
-}
 interface SeriesDbRow {
   id: number;
   hostname: string;
@@ -194,15 +180,6 @@ export async function openPostgresStore(url: string, opts: PostgresStoreOptions)
     await pool.end().catch(() => undefined);
     throw err;
   }
-}
-
-function statusToJson(list: CollectorStatus[]): string {
-  return JSON.stringify(list.map((s) => toJson(CollectorStatusSchema, s)));
-}
-
-function statusFromJson(text: string | null): CollectorStatus[] {
-  if (!text) return [];
-  return (JSON.parse(text) as JsonValue[]).map((j) => fromJson(CollectorStatusSchema, j));
 }
 
 function buf(b: Uint8Array): Buffer {
@@ -1489,52 +1466,3 @@ class PostgresStore implements Store {
   }
 }
 
-function toStoredEnvelope(r: EnvelopeRow): StoredEnvelope {
-  return {
-    hostname: r.hostname,
-    type: r.type,
-    key: r.key,
-    timestampMs: r.ts_ms,
-    envelope: fromBinary(MetricEnvelopeSchema, r.payload),
-  };
-}
-
-function toAgentRecord(r: AgentRow): AgentRecord {
-  return {
-    host: fromBinary(HostInfoSchema, r.host_info),
-    collectors: JSON.parse(r.collectors) as string[],
-    registeredAtMs: r.registered_ms,
-    lastSeenMs: r.last_seen_ms,
-    collectorStatus: statusFromJson(r.collector_status),
-  };
-}
-
-interface StatusRow {
-  hostname: string;
-  status: string;
-  at_ms: number;
-}
-
-function toStatusChange(r: StatusRow): AgentStatusChange {
-  return { hostname: r.hostname, status: r.status as AgentStatusName, atMs: r.at_ms };
-}
-
-/** The outcome stored with a command expired because its agent was removed. */
-function removedOutcome(id: string, command: Uint8Array, reason: string): Buffer {
-  const type = fromBinary(CommandSchema, command).type;
-  return buf(toBinary(CommandOutcomeSchema, create(CommandOutcomeSchema, { commandId: id, type, error: reason })));
-}
-
-function toCommandRecord(r: CommandRow): CommandRecord {
-  const rec: CommandRecord = {
-    command: fromBinary(CommandSchema, r.command),
-    hostname: r.hostname,
-    state: r.state as CommandState,
-    createdAtMs: r.created_ms,
-    requestedBy: r.requested_by,
-  };
-  if (r.delivered_ms !== null) rec.deliveredAtMs = r.delivered_ms;
-  if (r.finished_ms !== null) rec.finishedAtMs = r.finished_ms;
-  if (r.outcome !== null) rec.outcome = fromBinary(CommandOutcomeSchema, r.outcome);
-  return rec;
-}

@@ -1,5 +1,5 @@
 import Database from "better-sqlite3";
-import { create, fromBinary, fromJson, toBinary, toJson, type JsonValue } from "@bufbuild/protobuf";
+import { toBinary } from "@bufbuild/protobuf";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import { HostInfoSchema, type HostInfo } from "../../../gen/spectra/v1/agent_service_pb.js";
@@ -10,7 +10,20 @@ import {
   type Command,
   type CommandOutcome,
 } from "../../../gen/spectra/v1/diagnostics_pb.js";
-import { CollectorStatusSchema, MetricEnvelopeSchema, type CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
+import {
+  statusFromJson,
+  statusToJson,
+  toAgentRecord,
+  toCommandRecord,
+  toStatusChange,
+  toStoredEnvelope,
+  removedOutcome,
+  type AgentRow,
+  type CommandRow,
+  type EnvelopeRow,
+  type StatusRow,
+} from "../rows.js";
 import { envelopeKey } from "../envelope-key.js";
 import { encodeBatch } from "../wal-payload.js";
 import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
@@ -31,7 +44,6 @@ import {
   type AgentContact,
   type AgentRemoval,
   type AgentStatusChange,
-  type AgentStatusName,
   type EnrollmentTokenRecord,
   type PutAgentAccessResult,
   type AgentRecord,
@@ -55,33 +67,6 @@ interface Pending {
   batch: BatchWrite;
   resolve: (r: BatchWriteResult) => void;
   reject: (e: unknown) => void;
-}
-
-interface EnvelopeRow {
-  hostname: string;
-  type: string;
-  key: string;
-  ts_ms: number;
-  payload: Buffer;
-}
-interface AgentRow {
-  hostname: string;
-  host_info: Buffer;
-  collectors: string;
-  registered_ms: number;
-  last_seen_ms: number;
-  collector_status: string | null;
-}
-interface CommandRow {
-  id: string;
-  hostname: string;
-  state: number;
-  command: Buffer;
-  created_ms: number;
-  delivered_ms: number | null;
-  finished_ms: number | null;
-  outcome: Buffer | null;
-  requested_by: string;
 }
 
 interface SeriesDbRow {
@@ -138,15 +123,6 @@ function migrate(db: Database.Database): void {
       db.pragma(`user_version = ${v + 1}`);
     })();
   }
-}
-
-function statusToJson(list: CollectorStatus[]): string {
-  return JSON.stringify(list.map((s) => toJson(CollectorStatusSchema, s)));
-}
-
-function statusFromJson(text: string | null): CollectorStatus[] {
-  if (!text) return [];
-  return (JSON.parse(text) as JsonValue[]).map((j) => fromJson(CollectorStatusSchema, j));
 }
 
 class SqliteStore implements Store {
@@ -785,52 +761,3 @@ class SqliteStore implements Store {
   }
 }
 
-function toStoredEnvelope(r: EnvelopeRow): StoredEnvelope {
-  return {
-    hostname: r.hostname,
-    type: r.type,
-    key: r.key,
-    timestampMs: r.ts_ms,
-    envelope: fromBinary(MetricEnvelopeSchema, r.payload),
-  };
-}
-
-function toAgentRecord(r: AgentRow): AgentRecord {
-  return {
-    host: fromBinary(HostInfoSchema, r.host_info),
-    collectors: JSON.parse(r.collectors) as string[],
-    registeredAtMs: r.registered_ms,
-    lastSeenMs: r.last_seen_ms,
-    collectorStatus: statusFromJson(r.collector_status),
-  };
-}
-
-interface StatusRow {
-  hostname: string;
-  status: string;
-  at_ms: number;
-}
-
-function toStatusChange(r: StatusRow): AgentStatusChange {
-  return { hostname: r.hostname, status: r.status as AgentStatusName, atMs: r.at_ms };
-}
-
-/** The outcome stored with a command expired because its agent was removed. */
-function removedOutcome(id: string, command: Uint8Array, reason: string): Buffer {
-  const type = fromBinary(CommandSchema, command).type;
-  return Buffer.from(toBinary(CommandOutcomeSchema, create(CommandOutcomeSchema, { commandId: id, type, error: reason })));
-}
-
-function toCommandRecord(r: CommandRow): CommandRecord {
-  const rec: CommandRecord = {
-    command: fromBinary(CommandSchema, r.command),
-    hostname: r.hostname,
-    state: r.state as CommandState,
-    createdAtMs: r.created_ms,
-    requestedBy: r.requested_by,
-  };
-  if (r.delivered_ms !== null) rec.deliveredAtMs = r.delivered_ms;
-  if (r.finished_ms !== null) rec.finishedAtMs = r.finished_ms;
-  if (r.outcome !== null) rec.outcome = fromBinary(CommandOutcomeSchema, r.outcome);
-  return rec;
-}
