@@ -3,69 +3,15 @@
 // with the bundle's own Headers class (agent/transport/light-headers.ts), answers --help and stops cleanly.
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AgentService, type HostInfo } from "../gen/spectra/v1/agent_service_pb.js";
-import { CollectorHealth, type MetricBatch } from "../gen/spectra/v1/metrics_pb.js";
+import { CollectorHealth } from "../gen/spectra/v1/metrics_pb.js";
+import { startRecordingAgentService } from "./testing/agent-service.js";
 
 const root = join(import.meta.dirname, "..");
 const BUNDLE = join(root, "dist", "agent", "spectra-agent.mjs");
 
-async function startServer() {
-  const batches: MetricBatch[] = [];
-  const hosts: HostInfo[] = [];
-  const headers: Record<string, string>[] = [];
-  const impl: ServiceImpl<typeof AgentService> = {
-    async enroll() {
-      throw new ConnectError("not in this test", Code.Unimplemented);
-    },
-    async register(req, ctx) {
-      if (req.host) hosts.push(req.host);
-      headers.push(Object.fromEntries(ctx.requestHeader));
-      return {};
-    },
-    async streamMetrics(reqs) {
-      const acked: bigint[] = [];
-      for await (const r of reqs) {
-        if (r.batch) {
-          batches.push(r.batch);
-          acked.push(r.batch.sequence);
-        }
-      }
-      return { ackedSequences: acked };
-    },
-    async pushMetrics(req) {
-      if (req.batch) batches.push(req.batch);
-      return { ackedSequence: req.batch?.sequence ?? 0n };
-    },
-    async *commandPoll(_req, ctx) {
-      await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
-    },
-    async commandResult() {
-      return {};
-    },
-  };
-  const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    batches,
-    hosts,
-    headers,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
-}
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -97,7 +43,7 @@ describe("the bundled agent (dist/agent/spectra-agent.mjs)", () => {
   });
 
   it("registers, streams batches with statuses and stops cleanly on SIGTERM", async () => {
-    const server = await startServer();
+    const server = await startRecordingAgentService();
     const config = join(dir, "agent.yaml");
     writeFileSync(config, "collectors:\n  cpu: { interval: 500ms }\n  memory: { interval: 500ms }\n");
     let stderr = "";

@@ -1,23 +1,19 @@
-import http2 from "node:http2";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { AgentService, type HostInfo } from "../gen/spectra/v1/agent_service_pb.js";
-import { CommandSchema, CommandType, type CommandOutcome } from "../gen/spectra/v1/diagnostics_pb.js";
-import { CollectorHealth, CpuMetricsSchema, MemoryMetricsSchema, type MetricBatch } from "../gen/spectra/v1/metrics_pb.js";
+import { CommandSchema, CommandType } from "../gen/spectra/v1/diagnostics_pb.js";
+import { CollectorHealth, CpuMetricsSchema, MemoryMetricsSchema } from "../gen/spectra/v1/metrics_pb.js";
 import type { CollectorDefinition } from "./collectors/types.js";
 import { ENV_VARS, FLAGS } from "./config.js";
 import type { HostAccess } from "./host/host-access.js";
 import { helpText, runCli, startDebugServer } from "./main.js";
 import { createBackoff } from "./transport/backoff.js";
+import { startRecordingAgentService } from "./testing/agent-service.js";
 
 function sink() {
   const stream = new PassThrough();
@@ -144,34 +140,10 @@ describe("--once", () => {
   });
 });
 
-/** A real AgentService on port 0 that records everything. */
-async function startServer(opts: { commands?: boolean } = {}) {
-  const batches: MetricBatch[] = [];
-  const hosts: HostInfo[] = [];
-  const outcomes: CommandOutcome[] = [];
+/** A real AgentService on port 0 that records everything; with `commands`, CommandPoll hands out one list_mounts. */
+function startServer(opts: { commands?: boolean } = {}) {
   let delivered = false;
-  const impl: ServiceImpl<typeof AgentService> = {
-    async enroll() {
-      throw new ConnectError("this test server does not enroll agents", Code.Unimplemented);
-    },
-    async register(req) {
-      if (req.host) hosts.push(req.host);
-      return {};
-    },
-    async streamMetrics(reqs) {
-      const acked: bigint[] = [];
-      for await (const r of reqs) {
-        if (r.batch) {
-          batches.push(r.batch);
-          acked.push(r.batch.sequence);
-        }
-      }
-      return { ackedSequences: acked };
-    },
-    async pushMetrics(req) {
-      if (req.batch) batches.push(req.batch);
-      return { ackedSequence: req.batch?.sequence ?? 0n };
-    },
+  return startRecordingAgentService({
     async *commandPoll(_req, ctx) {
       if (opts.commands && !delivered) {
         delivered = true;
@@ -179,26 +151,7 @@ async function startServer(opts: { commands?: boolean } = {}) {
       }
       await new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
     },
-    async commandResult(req) {
-      if (req.outcome) outcomes.push(req.outcome);
-      return {};
-    },
-  };
-  const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    batches,
-    hosts,
-    outcomes,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
-  };
+  });
 }
 
 async function until(cond: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
