@@ -33,7 +33,7 @@ import { createBenchDatabase, databaseSizes, postgresProblem, type BenchDatabase
 import { PerformanceObserver } from "node:perf_hooks";
 import { argNumber, argValue, cpuSeconds, fmt, hasFlag, median, onInterrupt, percentile, systemBusySeconds, waitQuiet } from "./lib/proc.js";
 import { DAY, HOUR, hostName, QUERY_SERIES, type BuildSpec, type HostRows } from "./lib/query-store.js";
-import { prng } from "./lib/fleet.js";
+import { prng } from "../common/prng.js";
 import { openReadOnly, sqliteSpace } from "./lib/sqlite-size.js";
 
 const quick = hasFlag("quick");

@@ -19,6 +19,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { fastToBinary } from "../../common/proto/fast-encode.js";
+import { prng } from "../../common/prng.js";
 import { roundBytesRate, roundPercent, roundRate } from "../../common/round.js";
 import {
   CollectorHealth,
@@ -52,17 +53,6 @@ export const INTERVAL_TICKS: Record<string, number> = {
   applications: 720,
 };
 
-/** A small seeded PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type EnvInit = MessageInitShape<typeof MetricEnvelopeSchema>;
 

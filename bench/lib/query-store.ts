@@ -23,7 +23,7 @@ import { ChunkEncoder } from "../../server/tsdb/codec/chunk.js";
 import { encodeRollupChunk } from "../../server/tsdb/codec/rollup-chunk.js";
 import { aggregate, collapse, floorTo, replaceBuckets, TIERS, type Buckets } from "../../server/tsdb/rollup.js";
 import { canonicalLabels } from "../../server/tsdb/series.js";
-import { prng } from "./fleet.js";
+import { prng } from "../../common/prng.js";
 
 export const HOUR = 3_600_000;
 export const DAY = 86_400_000;
