@@ -141,6 +141,23 @@ class Tally {
   }
 }
 
+/**
+ * Waits for the agents' loops to end (they stop sending at run.stopAtMs and drain); past the drain allowance, or when
+ * failFast gives up, aborts them and waits for them to wind down.
+ */
+async function runLoops(loops: Promise<unknown>[], run: RunRequest, tally: Tally, abort: AbortController): Promise<void> {
+  const watchdog = failFast(tally, abort);
+  const all = Promise.all(loops).finally(() => clearInterval(watchdog));
+  const drained = await Promise.race([
+    all.then(() => true),
+    new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, run.stopAtMs - Date.now()) + run.drainMs)),
+  ]);
+  if (!drained) {
+    abort.abort();
+    await all;
+  }
+}
+
 async function runSpectra(run: RunRequest, agents: PoolAgent[], keys: string[]): Promise<RunReport> {
   const tally = new Tally();
   const managers = Array.from({ length: run.connections }, () => new Http2SessionManager(run.url, { pingIntervalMs: 30_000, pingTimeoutMs: 30_000 }));
@@ -201,16 +218,7 @@ async function runSpectra(run: RunRequest, agents: PoolAgent[], keys: string[]):
       unacked += inFlight.size;
     }
   };
-  const watchdog = failFast(tally, abort);
-  const all = Promise.all(agents.map((a, i) => loop(a, i))).finally(() => clearInterval(watchdog));
-  const drained = await Promise.race([
-    all.then(() => true),
-    new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, run.stopAtMs - Date.now()) + run.drainMs)),
-  ]);
-  if (!drained) {
-    abort.abort();
-    await all;
-  }
+  await runLoops(agents.map((a, i) => loop(a, i)), run, tally, abort);
   for (const m of managers) m.abort();
   return tally.report(unacked, agents);
 }
@@ -260,16 +268,7 @@ async function runVm(run: RunRequest, agents: PoolAgent[]): Promise<RunReport> {
       }
     }
   };
-  const watchdog = failFast(tally, abort);
-  const all = Promise.all(agents.map((a) => loop(a))).finally(() => clearInterval(watchdog));
-  const drained = await Promise.race([
-    all.then(() => true),
-    new Promise<false>((r) => setTimeout(() => r(false), Math.max(0, run.stopAtMs - Date.now()) + run.drainMs)),
-  ]);
-  if (!drained) {
-    abort.abort();
-    await all;
-  }
+  await runLoops(agents.map((a) => loop(a)), run, tally, abort);
   agent.destroy();
   return tally.report(0, agents);
 }
