@@ -31,8 +31,20 @@ export function toConnectError(err: unknown, logger: Logger, rpc: string): Conne
   if (err instanceof PermissionDeniedError) return new ConnectError(err.message, Code.PermissionDenied, undefined, undefined, err);
   if (err instanceof ConflictError) return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
   if (err instanceof FailedPreconditionError) return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
+  if (peerWentAway(err)) {
+    // The caller closed its stream or connection mid-call (an agent stopping, a network drop): not a server fault.
+    logger.debug({ rpc, code: (err as NodeJS.ErrnoException).code }, "rpc ended: the peer went away");
+    return new ConnectError("the peer closed the call", Code.Canceled, undefined, undefined, err);
+  }
   logger.error({ err, rpc }, "rpc failed");
   return new ConnectError("internal error", Code.Internal, undefined, undefined, err);
+}
+
+const PEER_GONE = new Set(["ERR_STREAM_PREMATURE_CLOSE", "ECONNRESET", "ERR_HTTP2_STREAM_CANCEL"]);
+
+/** True for the errors Node raises when the other side of a call closes it before the end. */
+function peerWentAway(err: unknown): boolean {
+  return err instanceof Error && PEER_GONE.has((err as NodeJS.ErrnoException).code ?? "");
 }
 
 /** One interceptor that turns every handler error (unary or mid-stream) into a ConnectError via toConnectError. */
