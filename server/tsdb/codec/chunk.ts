@@ -75,7 +75,7 @@ export function scaledInt(v: number, d: number): number {
 const QUICK_REJECT_BELOW = 2 ** 50 / 10 ** 4;
 
 /** Smallest decimal scale d in [from, 4] on which v is exact, or −1. */
-function fitScale(v: number, from: number): number {
+export function fitScale(v: number, from: number): number {
   // Values with many decimals (the common misfit) fail scale 4 first: one try instead of five.
   if (v < QUICK_REJECT_BELOW && v > -QUICK_REJECT_BELOW) {
     if (scaledInt(v, MAX_SCALE) !== scaledInt(v, MAX_SCALE)) return -1;
@@ -104,7 +104,7 @@ function readSignMag53(buf: Uint8Array, pos: number): number {
 // ---------------------------------------------------------------------------------------------------------------
 // Timestamp stream
 
-function badTimestamp(t: number, last: number): never {
+export function badTimestamp(t: number, last: number): never {
   if (!Number.isSafeInteger(t)) throw new RangeError(`timestamp ${t} is not a safe integer`);
   if (t < last) throw new RangeError(`timestamp ${t} is before the previous one (${last})`);
   throw new RangeError(`timestamp step ${last} → ${t} is too large`);
@@ -235,7 +235,7 @@ const OP_XOR = 7;
 const SAME_MODE = 8;
 
 /** Trailing zero bits of a nonzero integer |x| ≤ 2^53. */
-function trailingZeros(x: number): number {
+export function trailingZeros(x: number): number {
   const a = x < 0 ? -x : x;
   const lo = a >>> 0; // a mod 2^32
   if (lo !== 0) return 31 - Math.clz32(lo & -lo);
@@ -603,7 +603,7 @@ function checkSectionEnd(buf: Uint8Array, pos: number, limit: number, what: stri
 // ---------------------------------------------------------------------------------------------------------------
 // Container: header + sections (shared with rollup-chunk.ts)
 
-function varintLength(x: number): number {
+export function varintLength(x: number): number {
   let n = 1;
   while (x >= 128) {
     x = Math.floor(x / 128);
@@ -612,7 +612,7 @@ function varintLength(x: number): number {
   return n;
 }
 
-function putVarint(dst: Uint8Array, off: number, x: number): number {
+export function putVarint(dst: Uint8Array, off: number, x: number): number {
   while (x >= 128) {
     dst[off++] = (x % 128) | 128;
     x = Math.floor(x / 128);
@@ -707,7 +707,7 @@ export function readContainer(bytes: Uint8Array, version: number, sectionCount: 
 // ---------------------------------------------------------------------------------------------------------------
 // Raw chunks
 
-function badValue(v: unknown): never {
+export function badValue(v: unknown): never {
   throw new RangeError(`value ${String(v)} is not a finite number`);
 }
 
