@@ -7,7 +7,7 @@ import { InvalidInputError } from "../errors.js";
 import type { RollupTier, Store } from "../store/store.js";
 import type { TsdbEngine, LiveSample } from "../tsdb/engine.js";
 import { isSnapshotCase } from "../tsdb/flatten/flatten.js";
-import type { HeadSeries } from "../tsdb/head.js";
+import type { SeriesView } from "../tsdb/head.js";
 import { floorTo, TIERS, type Buckets } from "../tsdb/rollup.js";
 import { compileMatchers, type LabelMatcher } from "../tsdb/series.js";
 
@@ -78,8 +78,8 @@ export function createHistoryService(deps: {
   const { store, tsdb, clock } = deps;
   const limits = { ...DEFAULT_HISTORY_LIMITS, ...deps.limits };
 
-  const pick = (q: { hostname?: string; metric?: string; matchers: LabelMatcher[] }): HeadSeries[] => {
-    let match: (s: HeadSeries) => boolean;
+  const pick = (q: { hostname?: string; metric?: string; matchers: LabelMatcher[] }): SeriesView[] => {
+    let match: (s: SeriesView) => boolean;
     try {
       const m = compileMatchers(q.matchers);
       match = (s) => m(s.labels);
@@ -177,12 +177,12 @@ export function createHistoryService(deps: {
   };
 }
 
-function info(s: HeadSeries): SeriesInfo {
+function info(s: SeriesView): SeriesInfo {
   return { hostname: s.hostname, metric: s.metric, labels: s.labels };
 }
 
 /** Host, then metric, then labels. */
-function compareSeries(a: HeadSeries, b: HeadSeries): number {
+function compareSeries(a: SeriesView, b: SeriesView): number {
   const cmp = (x: string, y: string) => (x < y ? -1 : x > y ? 1 : 0);
   return cmp(a.hostname, b.hostname) || cmp(a.metric, b.metric) || cmp(a.labelsText, b.labelsText);
 }

@@ -300,6 +300,31 @@ describe("TsdbEngine flush in slices", () => {
   }
   const hosts = ["h1", "h2", "h3", "h4", "h5"];
 
+  it("an open chunk a flush stores while ingest closes it keeps its one row (updated, not written twice)", async () => {
+    const h = new Harness();
+    let during = 0;
+    hooked(h, async (call) => {
+      if (call !== 1) return;
+      // the open chunk (115 samples, never stored) reaches 120 and closes while this flush writes it
+      for (let i = 115; i < 125; i++) await h.ingest([cpu(T0 + i * 5_000, i)]);
+      during = 10;
+    });
+    await h.open();
+    for (let i = 0; i < 115; i++) await h.ingest([cpu(T0 + i * 5_000, i)]);
+    await h.engine.flush();
+    expect(during).toBe(10);
+    await h.engine.flush();
+    const usage = h.series("cpu.usage");
+    expect(h.rows(`SELECT count, min_t AS minT FROM chunks WHERE series_id = ${usage.id} ORDER BY min_t`)).toEqual([
+      { count: 120, minT: T0 },
+      { count: 5, minT: T0 + 120 * 5_000 },
+    ]);
+    expect((await h.samples("cpu.usage")).v).toEqual(Array.from({ length: 125 }, (_, i) => i));
+    await h.crashAndReopen();
+    expect((await h.samples("cpu.usage")).v).toEqual(Array.from({ length: 125 }, (_, i) => i));
+    await h.store.close();
+  });
+
   it("writes slices while ingest goes on; a failed slice loses and doubles nothing, also across a crash", async () => {
     for (const crashAfterFailure of [false, true]) {
       const h = new Harness();

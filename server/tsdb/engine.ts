@@ -16,10 +16,10 @@ import { envelopeKey } from "../store/envelope-key.js";
 import { fastToBinary } from "../../common/proto/fast-encode.js";
 import { fastFromBinary } from "../../common/proto/fast-decode.js";
 import { envelopeSlices } from "../store/wal-payload.js";
-import { decodeChunk, type ChunkEncoder } from "./codec/chunk.js";
+import { decodeChunk } from "./codec/chunk.js";
 import { decodeRollupChunk, encodeRollupChunk } from "./codec/rollup-chunk.js";
 import { flattenEnvelope, type SeriesGroup } from "./flatten/flatten.js";
-import { HeadSeries, type OpenChunk } from "./head.js";
+import { SeriesTable, type ClosedChunk, type SeriesView } from "./head.js";
 import { aggregate, collapse, floorTo, replaceBuckets, sliceBuckets, TIERS, type Buckets } from "./rollup.js";
 import { canonicalLabels, parseLabels, type Labels } from "./series.js";
 
@@ -85,13 +85,15 @@ export class TsdbEngine {
    * Every series: per host, by `metric \0 labels`. That key, the label text and the labels object are interned
    * (one copy shared by every host that has the series), so a series costs the head no strings of its own.
    */
-  private readonly byHost = new Map<string, Map<string, HeadSeries>>();
-  private readonly byMetric = new Map<string, Set<HeadSeries>>();
+  private readonly byHost = new Map<string, Map<string, number>>();
+  /** Slots per metric name. */
+  private readonly byMetric = new Map<string, number[]>();
   private readonly interned = new Map<string, string>();
   private readonly internedLabels = new Map<string, Labels>();
-  private seriesCount = 0;
-  /** Per host: group key → (metrics array → series parallel to it). */
-  private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: HeadSeries[] }[]>>();
+  /** Every series' state, by slot. */
+  private readonly head = new SeriesTable();
+  /** Per host: group key → (metrics array → slots parallel to it). */
+  private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: Int32Array }[]>>();
   private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
   /**
    * Per host: the newest envelope per (type, key) received since the last flush (stored by the next flush), as its
@@ -103,7 +105,7 @@ export class TsdbEngine {
   /** Hours before this are rolled up (ms, hour aligned); undefined until the first sample. */
   private horizon: number | undefined;
   /** The hour being rolled up across flushes, and the series still to do. */
-  private rollingHour: { start: number; todo: HeadSeries[] } | undefined;
+  private rollingHour: { start: number; todo: number[] } | undefined;
   /** The running flush (or host removal): one at a time. */
   private flushing: Promise<unknown> | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -133,13 +135,16 @@ export class TsdbEngine {
     const h = await this.store.getMeta(HORIZON_KEY);
     if (h !== undefined) {
       this.horizon = Number(h);
-    } else if (this.seriesCount > 0) {
+    } else if (this.head.size > 0) {
       // Stored samples but no rollup yet (the server stopped within its first hour): start at the oldest latest.
       let oldest = Number.POSITIVE_INFINITY;
-      for (const s of this.allSeries()) oldest = Math.min(oldest, s.lastT);
+      for (const s of this.slots()) oldest = Math.min(oldest, this.head.lastT[s]!);
       if (Number.isFinite(oldest)) this.horizon = floorTo(oldest, HOUR);
     }
-    if (this.horizon !== undefined) for (const s of this.allSeries()) if (s.lastT >= this.horizon) s.rollFrom = this.horizon;
+    if (this.horizon !== undefined) {
+      const h = this.head;
+      for (const s of this.slots()) if (h.lastT[s]! >= this.horizon) h.rollFrom[s] = this.horizon;
+    }
     let after = 0;
     let replayed = 0;
     for (;;) {
@@ -160,14 +165,15 @@ export class TsdbEngine {
    * flush on a store several servers share (series and values another server flushed become visible here).
    */
   private async loadSeries(): Promise<void> {
+    const h = this.head;
     for (const row of await this.store.listSeries({})) {
       const known = this.byHost.get(row.hostname)?.get(`${row.metric}\u0000${row.labels}`);
       const s = known ?? this.addSeries(row.hostname, row.metric, parseLabels(row.labels), row.labels);
-      if (s.id === undefined) s.id = row.id;
-      if (!known) s.walMax = row.flushedWalId;
-      if (Number.isFinite(row.lastT) && row.lastT > s.lastT) {
-        s.lastT = row.lastT;
-        s.lastV = row.lastV;
+      if (h.rowId(s) === undefined) h.id[s] = row.id;
+      if (known === undefined) h.walMax[s] = row.flushedWalId;
+      if (Number.isFinite(row.lastT) && row.lastT > h.lastT[s]!) {
+        h.lastT[s] = row.lastT;
+        h.lastV[s] = row.lastV;
       }
     }
   }
@@ -192,12 +198,13 @@ export class TsdbEngine {
 
   /** Number of series in the head. */
   get size(): number {
-    return this.seriesCount;
+    return this.head.size;
   }
 
-  /** Every series in the head. */
-  *allSeries(): IterableIterator<HeadSeries> {
-    for (const m of this.byHost.values()) yield* m.values();
+  /** Every series' slot. */
+  private *slots(): IterableIterator<number> {
+    const h = this.head;
+    for (let s = 0, n = h.limit; s < n; s++) if (h.live(s)) yield s;
   }
 
   /** One shared, flat copy of a string many series repeat. */
@@ -210,21 +217,21 @@ export class TsdbEngine {
     return s;
   }
 
-  private addSeries(hostname: string, metric: string, labels: Labels, labelsText: string): HeadSeries {
+  private addSeries(hostname: string, metric: string, labels: Labels, labelsText: string): number {
     const key = this.intern(`${metric}\u0000${labelsText}`);
     let hs = this.byHost.get(hostname);
     if (!hs) this.byHost.set(this.intern(hostname), (hs = new Map()));
-    let s = hs.get(key);
-    if (s) return s;
+    const known = hs.get(key);
+    if (known !== undefined) return known;
     const text = this.intern(labelsText);
     let shared = this.internedLabels.get(text);
     if (!shared) this.internedLabels.set(text, (shared = labels));
-    s = new HeadSeries(this.intern(hostname), this.intern(metric), shared, text);
+    const name = this.intern(metric);
+    const s = this.head.add(this.intern(hostname), name, shared, text);
     hs.set(key, s);
-    this.seriesCount++;
-    let m = this.byMetric.get(s.metric);
-    if (!m) this.byMetric.set(s.metric, (m = new Set()));
-    m.add(s);
+    let m = this.byMetric.get(name);
+    if (!m) this.byMetric.set(name, (m = []));
+    m.push(s);
     return s;
   }
 
@@ -240,6 +247,7 @@ export class TsdbEngine {
     const liveOut: LiveSample[] | undefined = listeners && listeners.size > 0 ? [] : undefined;
     const target = this.opts.chunkTarget;
     const span = this.opts.chunkSpanMs;
+    const h = this.head;
     let latest = this.latestEnv.get(hostname);
     if (!latest) this.latestEnv.set(hostname, (latest = new Map()));
     const withBytes = bytes !== undefined && bytes.length === envelopes.length ? bytes : undefined;
@@ -266,7 +274,7 @@ export class TsdbEngine {
           const labelsText = canonicalLabels(g.labels);
           entry = {
             metrics: g.metrics,
-            series: g.metrics.map((m) => this.addSeries(hostname, m, g.labels, labelsText)),
+            series: Int32Array.from(g.metrics, (m) => this.addSeries(hostname, m, g.labels, labelsText)),
           };
           entries.push(entry);
         }
@@ -275,16 +283,16 @@ export class TsdbEngine {
           const v = values[i]!;
           if (Number.isNaN(v)) continue;
           const s = entry.series[i]!;
-          if (replay && walId <= s.walMax && !s.dirty) continue; // already in a stored chunk
-          s.append(t, v, walId, target, span);
-          if (this.horizon !== undefined && t < this.horizon) (s.lateHours ??= new Set()).add(floorTo(t, HOUR));
-          else if (t < s.rollFrom) s.rollFrom = t;
-          if (liveOut) liveOut.push({ metric: s.metric, labels: s.labelsText, t, v });
+          if (replay && walId <= h.walMax[s]! && h.dirty[s] === 0) continue; // already in a stored chunk
+          h.append(s, t, v, walId, target, span);
+          if (this.horizon !== undefined && t < this.horizon) (h.lateHours[s] ??= new Set()).add(floorTo(t, HOUR));
+          else if (t < h.rollFrom[s]!) h.rollFrom[s] = t;
+          if (liveOut) liveOut.push({ metric: h.metric[s]!, labels: h.labelsText[s]!, t, v });
         }
       }
       if (this.horizon === undefined) {
         this.horizon = floorTo(t, HOUR);
-        for (const g of groups) for (const s of cache.get(g.key)!.find((x) => x.metrics === g.metrics)!.series) s.rollFrom = Math.min(s.rollFrom, t);
+        for (const g of groups) for (const s of cache.get(g.key)!.find((x) => x.metrics === g.metrics)!.series) h.rollFrom[s] = Math.min(h.rollFrom[s]!, t);
       }
     }
     if (walId > this.maxAppendedWal) this.maxAppendedWal = walId;
@@ -358,16 +366,21 @@ export class TsdbEngine {
   forgetHost<T>(hostname: string, deleteStored?: () => Promise<T>): Promise<T | undefined> {
     return this.exclusive(async () => {
       const result = deleteStored ? await deleteStored() : undefined;
-      for (const s of this.byHost.get(hostname)?.values() ?? []) {
-        this.seriesCount--;
-        const m = this.byMetric.get(s.metric);
-        m?.delete(s);
-        if (m && m.size === 0) this.byMetric.delete(s.metric);
+      const gone = new Set(this.byHost.get(hostname)?.values() ?? []);
+      const metrics = new Set<string>();
+      for (const s of gone) {
+        metrics.add(this.head.metric[s]!);
+        this.head.remove(s);
+      }
+      for (const name of metrics) {
+        const kept = (this.byMetric.get(name) ?? []).filter((s) => !gone.has(s));
+        if (kept.length > 0) this.byMetric.set(name, kept);
+        else this.byMetric.delete(name);
       }
       this.byHost.delete(hostname);
       this.groupCache.delete(hostname);
       this.latestEnv.delete(hostname);
-      if (this.rollingHour) this.rollingHour.todo = this.rollingHour.todo.filter((s) => s.hostname !== hostname);
+      if (this.rollingHour) this.rollingHour.todo = this.rollingHour.todo.filter((s) => !gone.has(s));
       return result;
     });
   }
@@ -380,16 +393,17 @@ export class TsdbEngine {
    * what a committed slice stored (per-series watermarks) and re-appends the rest from the WAL.
    */
   private async flushOnce(): Promise<FlushStats> {
+    const h = this.head;
     const walBelow = this.maxAppendedWal + 1;
     const due = this.dueRollups();
-    const work = new Map<HeadSeries, number[]>();
+    const work = new Map<number, number[]>();
     for (const w of due.work) {
       const hours = work.get(w.s);
       if (hours) hours.push(w.hour);
       else work.set(w.s, [w.hour]);
     }
-    const todo = new Set<HeadSeries>(work.keys());
-    for (const s of this.allSeries()) if (s.dirty) todo.add(s);
+    const todo = new Set<number>(work.keys());
+    for (const s of this.slots()) if (h.dirty[s] === 1) todo.add(s);
     const list = [...todo];
 
     const latestEnv = this.latestEnv;
@@ -417,17 +431,18 @@ export class TsdbEngine {
       const failed = new Set(list.slice(done * size));
       due.undo((s) => failed.has(s));
       const failedHosts = new Set(latestHosts.slice(Math.floor((done * latestHosts.length) / slices)));
-      this.restoreLatest(new Map([...latestEnv].filter(([h]) => failedHosts.has(h))));
+      this.restoreLatest(new Map([...latestEnv].filter(([host]) => failedHosts.has(host))));
       throw err;
     }
     if (due.meta) {
       const horizon = Number(due.meta[HORIZON_KEY]);
       this.horizon = horizon;
       // samples that arrived during this flush behind the new horizon are late data now
-      for (const s of this.allSeries()) {
-        if (s.rollFrom < horizon) {
-          (s.lateHours ??= new Set()).add(floorTo(s.rollFrom, HOUR));
-          s.rollFrom = s.lastT >= horizon ? horizon : Number.POSITIVE_INFINITY;
+      for (const s of this.slots()) {
+        const from = h.rollFrom[s]!;
+        if (from < horizon) {
+          (h.lateHours[s] ??= new Set()).add(floorTo(from, HOUR));
+          h.rollFrom[s] = h.lastT[s]! >= horizon ? horizon : Number.POSITIVE_INFINITY;
         }
       }
     }
@@ -436,41 +451,52 @@ export class TsdbEngine {
 
   /** One flush transaction: the dirty series of `part` (and their due rollups), the latest envelopes of `hosts`. */
   private async flushSlice(
-    part: HeadSeries[],
-    work: Map<HeadSeries, number[]>,
+    part: number[],
+    work: Map<number, number[]>,
     latestEnv: Map<string, Map<string, LatestEnvelope>>,
     hosts: string[],
     deleteWalBelow: number | undefined,
     meta: Record<string, string> | undefined,
   ): Promise<{ series: number; chunks: number; rollups: number }> {
+    const h = this.head;
     await this.assignIds(part);
     const chunks: ChunkRow[] = [];
-    const chunkOwners: Array<OpenChunk | undefined> = [];
+    /** Per chunk row: the open chunk it is (slot and open-chunk number), to give it the row id; else undefined. */
+    const openOwners: Array<{ s: number; seq: number } | undefined> = [];
     const flushed: Array<{ seriesId: number; walId: number; lastT: number; lastV: number }> = [];
-    const taken: Array<{ s: HeadSeries; closed: OpenChunk[]; ooo: { t: number[]; v: number[] } | undefined }> = [];
+    const taken: Array<{ s: number; closed: ClosedChunk[]; ooo: { t: number[]; v: number[] } | undefined }> = [];
     for (const s of part) {
-      if (!s.dirty) continue;
-      s.dirty = false;
-      const id = s.id!;
-      const closed = s.closed;
-      s.closed = [];
+      if (h.dirty[s] === 0 || !h.live(s)) continue;
+      h.dirty[s] = 0;
+      const id = h.id[s]!;
+      const closed = h.closed[s] ?? [];
+      h.closed[s] = undefined;
       for (const c of closed) {
-        chunks.push(chunkRow(id, c.enc, c.id));
-        chunkOwners.push(c);
+        chunks.push({ ...(c.id !== undefined ? { id: c.id } : {}), seriesId: id, minT: c.minT, maxT: c.maxT, count: c.count, data: c.bytes });
+        openOwners.push(undefined);
       }
-      if (s.open && s.open.enc.count > 0) {
-        chunks.push(chunkRow(id, s.open.enc, s.open.id));
-        chunkOwners.push(s.open);
+      if (h.enc.count(s) > 0) {
+        const openId = h.openId[s]!;
+        chunks.push({
+          ...(openId === openId ? { id: openId } : {}),
+          seriesId: id,
+          minT: h.enc.minT(s),
+          maxT: h.enc.maxT(s),
+          count: h.enc.count(s),
+          data: h.enc.bytes(s),
+        });
+        openOwners.push({ s, seq: h.openSeq[s]! });
       }
-      const ooo = s.oooT ? { t: s.oooT, v: s.oooV! } : undefined;
-      const oooChunk = s.takeOutOfOrder();
+      const ot = h.oooT[s];
+      const ooo = ot ? { t: ot, v: h.oooV[s]! } : undefined;
+      const oooChunk = h.takeOutOfOrder(s);
       if (oooChunk) {
         const d = decodeChunk(oooChunk);
         chunks.push({ seriesId: id, minT: d.t[0]!, maxT: d.t[d.t.length - 1]!, count: d.t.length, data: oooChunk });
-        chunkOwners.push(undefined);
+        openOwners.push(undefined);
       }
       taken.push({ s, closed, ooo });
-      flushed.push({ seriesId: id, walId: s.walMax, lastT: s.lastT, lastV: s.lastV });
+      flushed.push({ seriesId: id, walId: h.walMax[s]!, lastT: h.lastT[s]!, lastV: h.lastV[s]! });
     }
     const latest: LatestRow[] = [];
     for (const hostname of hosts) {
@@ -478,7 +504,7 @@ export class TsdbEngine {
         latest.push({ hostname, type: l.type, key: l.key, timestampMs: l.t, payload: l.bytes ?? fastToBinary(MetricEnvelopeSchema, l.env!) });
       }
     }
-    const due: Array<{ s: HeadSeries; hour: number }> = [];
+    const due: Array<{ s: number; hour: number }> = [];
     for (const s of part) for (const hour of work.get(s) ?? []) due.push({ s, hour });
     let chunkIds: number[];
     let rollups: RollupRow[] = [];
@@ -495,29 +521,32 @@ export class TsdbEngine {
     } catch (err) {
       // Back into the head: the closed chunks and out-of-order samples this slice took, and the dirty marks.
       for (const { s, closed, ooo } of taken) {
-        s.dirty = true;
-        s.closed = [...closed, ...s.closed];
+        if (!h.live(s)) continue;
+        h.dirty[s] = 1;
+        const now = h.closed[s];
+        h.closed[s] = now ? [...closed, ...now] : closed.length > 0 ? closed : undefined;
         if (ooo) {
-          s.oooT = [...ooo.t, ...(s.oooT ?? [])];
-          s.oooV = [...ooo.v, ...(s.oooV ?? [])];
+          h.oooT[s] = [...ooo.t, ...(h.oooT[s] ?? [])];
+          h.oooV[s] = [...ooo.v, ...(h.oooV[s] ?? [])];
         }
       }
       throw err;
     }
     chunkIds.forEach((cid, i) => {
-      const owner = chunkOwners[i];
-      if (owner) owner.id = cid;
+      const owner = openOwners[i];
+      if (owner) h.assignOpenId(owner.s, owner.seq, cid);
     });
     return { series: taken.length, chunks: chunks.length, rollups: rollups.length };
   }
 
-  private async assignIds(list: HeadSeries[]): Promise<void> {
-    const missing = list.filter((s) => s.id === undefined);
+  private async assignIds(list: number[]): Promise<void> {
+    const h = this.head;
+    const missing = list.filter((s) => h.live(s) && h.rowId(s) === undefined);
     if (missing.length === 0) return;
     const ids = await this.store.ensureSeries(
-      missing.map((s) => ({ hostname: s.hostname, metric: s.metric, labels: s.labelsText })),
+      missing.map((s) => ({ hostname: h.hostname[s]!, metric: h.metric[s]!, labels: h.labelsText[s]! })),
     );
-    missing.forEach((s, i) => (s.id = ids[i]!));
+    missing.forEach((s, i) => (h.id[s] = ids[i]!));
   }
 
   /**
@@ -526,18 +555,19 @@ export class TsdbEngine {
    * hours without samples). `undo(pred)` restores the bookkeeping of the series `pred` selects (their slice failed).
    */
   private dueRollups(): {
-    work: Array<{ s: HeadSeries; hour: number }>;
+    work: Array<{ s: number; hour: number }>;
     meta?: Record<string, string>;
-    undo: (pred: (s: HeadSeries) => boolean) => void;
+    undo: (pred: (s: number) => boolean) => void;
   } {
-    const work: Array<{ s: HeadSeries; hour: number }> = [];
-    const restore: Array<{ s: HeadSeries; fn: () => void }> = [];
-    for (const s of this.allSeries()) {
-      if (!s.lateHours) continue;
-      const late = s.lateHours;
+    const h = this.head;
+    const work: Array<{ s: number; hour: number }> = [];
+    const restore: Array<{ s: number; fn: () => void }> = [];
+    for (const s of this.slots()) {
+      const late = h.lateHours[s];
+      if (!late) continue;
       for (const hour of late) work.push({ s, hour });
-      s.lateHours = undefined;
-      restore.push({ s, fn: () => (s.lateHours = late) });
+      h.lateHours[s] = undefined;
+      restore.push({ s, fn: () => (h.lateHours[s] = late) });
     }
     let meta: Record<string, string> | undefined;
     const closedBefore = floorTo(this.opts.clock() - this.opts.rollupGraceMs, HOUR);
@@ -546,35 +576,35 @@ export class TsdbEngine {
     while (horizon !== undefined && horizon < closedBefore && budget > 0) {
       const hour: number = horizon;
       if (!this.rollingHour || this.rollingHour.start !== hour) {
-        this.rollingHour = {
-          start: hour,
-          todo: [...this.allSeries()].filter((s) => s.rollFrom < hour + HOUR && s.lastT >= hour),
-        };
+        const todo: number[] = [];
+        for (const s of this.slots()) if (h.rollFrom[s]! < hour + HOUR && h.lastT[s]! >= hour) todo.push(s);
+        this.rollingHour = { start: hour, todo };
       }
       const batch = this.rollingHour.todo.splice(0, budget);
       budget -= batch.length;
       for (const s of batch) {
         work.push({ s, hour });
-        const before = s.rollFrom;
-        s.rollFrom = s.lastT >= hour + HOUR ? Math.max(before, hour + HOUR) : Number.POSITIVE_INFINITY;
-        restore.push({ s, fn: () => (s.rollFrom = before) });
+        const before = h.rollFrom[s]!;
+        h.rollFrom[s] = h.lastT[s]! >= hour + HOUR ? Math.max(before, hour + HOUR) : Number.POSITIVE_INFINITY;
+        restore.push({ s, fn: () => (h.rollFrom[s] = before) });
       }
       if (this.rollingHour.todo.length > 0) break;
       // hour done: the next hour holding samples, or the newest closed hour
       let next = Number.POSITIVE_INFINITY;
-      for (const s of this.allSeries()) if (s.rollFrom < next) next = s.rollFrom;
+      for (const s of this.slots()) if (h.rollFrom[s]! < next) next = h.rollFrom[s]!;
       horizon = Math.min(closedBefore, Math.max(hour + HOUR, floorTo(next, HOUR)));
       meta = { [HORIZON_KEY]: String(horizon) };
       this.rollingHour = undefined;
     }
-    const undo = (pred: (s: HeadSeries) => boolean) => {
-      for (const r of restore) if (pred(r.s)) r.fn();
+    const undo = (pred: (s: number) => boolean) => {
+      for (const r of restore) if (pred(r.s) && h.live(r.s)) r.fn();
       this.rollingHour = undefined;
     };
     return { work, ...(meta ? { meta } : {}), undo };
   }
 
-  private async computeRollups(work: Array<{ s: HeadSeries; hour: number }>, pending: ChunkRow[]): Promise<RollupRow[]> {
+  private async computeRollups(work: Array<{ s: number; hour: number }>, pending: ChunkRow[]): Promise<RollupRow[]> {
+    const h = this.head;
     await this.assignIds(work.map((w) => w.s));
     const pendingBySeries = new Map<number, ChunkRow[]>();
     for (const c of pending) {
@@ -585,8 +615,9 @@ export class TsdbEngine {
     const out: RollupRow[] = [];
     const dayRows = new Map<string, { seriesId: number; day: number; hours: Buckets[] }>();
     for (const { s, hour } of work) {
-      const id = s.id!;
-      const raw = await this.rawSamples(s, hour, hour + HOUR - 1, pendingBySeries.get(id) ?? []);
+      const id = h.rowId(s);
+      if (id === undefined) continue; // removed meanwhile
+      const raw = await this.rawSamples(s, h.gen[s]!, hour, hour + HOUR - 1, pendingBySeries.get(id) ?? []);
       const minute = aggregate(raw.t, raw.v, TIERS["1m"].bucketMs);
       if (minute.t.length === 0) continue;
       out.push({ tier: "1m", seriesId: id, windowStart: hour, data: encodeRollupChunk(toColumns(minute)) });
@@ -599,17 +630,20 @@ export class TsdbEngine {
     for (const d of dayRows.values()) {
       const existing = await this.store.readRollups("1h", [d.seriesId], d.day, d.day);
       let buckets = existing[0] ? fromColumns(decodeRollupChunk(existing[0].data)) : undefined;
-      for (const h of d.hours) buckets = buckets ? replaceBuckets(buckets, h) : h;
+      for (const b of d.hours) buckets = buckets ? replaceBuckets(buckets, b) : b;
       out.push({ tier: "1h", seriesId: d.seriesId, windowStart: d.day, data: encodeRollupChunk(toColumns(buckets!)) });
     }
     return out;
   }
 
   /**
-   * Raw samples of a series in [from, to], sorted by time: stored chunks (their newest version: from `pending`
-   * when this flush rewrites them, else from memory when the head holds a newer one) plus memory-only samples.
+   * Raw samples of series `s` (generation `gen`) in [from, to], sorted by time: stored chunks (their newest version:
+   * from `pending` when this flush rewrites them, else from memory when the head holds a newer one) plus
+   * memory-only samples. Nothing from memory when the series was removed meanwhile.
    */
-  private async rawSamples(s: HeadSeries, from: number, to: number, pending: ChunkRow[]): Promise<{ t: number[]; v: number[] }> {
+  private async rawSamples(s: number, gen: number, from: number, to: number, pending: ChunkRow[]): Promise<{ t: number[]; v: number[] }> {
+    const h = this.head;
+    const same = () => h.gen[s] === gen && h.live(s);
     const t: number[] = [];
     const v: number[] = [];
     const add = (data: Uint8Array) => {
@@ -627,15 +661,20 @@ export class TsdbEngine {
       if (c.id !== undefined) pendingIds.add(c.id);
       if (c.maxT >= from && c.minT <= to) add(c.data);
     }
-    const memIds = s.memoryChunkIds();
-    if (s.id !== undefined) {
-      for (const c of await this.store.readChunks([s.id], from, to)) {
+    if (!same()) return sortSamples(t, v);
+    const id = h.rowId(s);
+    if (id !== undefined) {
+      const stored = await this.store.readChunks([id], from, to);
+      if (!same()) return { t: [], v: [] };
+      // the head's chunk ids as they are now (after the read): a chunk stored meanwhile is read from memory
+      const memIds = h.memoryChunkIds(s);
+      for (const c of stored) {
         if (c.id !== undefined && (pendingIds.has(c.id) || memIds.has(c.id))) continue;
         add(c.data);
       }
     }
     if (pending.length === 0) {
-      const m = s.memorySamples();
+      const m = h.memorySamples(s);
       for (let i = 0; i < m.t.length; i++) {
         if (m.t[i]! >= from && m.t[i]! <= to) {
           t.push(m.t[i]!);
@@ -646,13 +685,13 @@ export class TsdbEngine {
     return sortSamples(t, v);
   }
 
-  /** Raw samples of a series in [from, to], sorted (for queries). */
-  samples(s: HeadSeries, from: number, to: number): Promise<{ t: number[]; v: number[] }> {
-    return this.rawSamples(s, from, to, []);
+  /** Raw samples of a series in [from, to], sorted (for queries); none when it was removed since selected. */
+  samples(s: SeriesView, from: number, to: number): Promise<{ t: number[]; v: number[] }> {
+    return this.rawSamples(s.slot, s.gen, from, to, []);
   }
 
   /** Rollup buckets of a tier in [from, to]: stored windows before the horizon, computed from raw after it. */
-  async buckets(s: HeadSeries, tier: RollupTier, from: number, to: number): Promise<Buckets> {
+  async buckets(s: SeriesView, tier: RollupTier, from: number, to: number): Promise<Buckets> {
     const spec = TIERS[tier];
     const horizon = this.horizon ?? Number.NEGATIVE_INFINITY;
     let out: Buckets | undefined;
@@ -672,14 +711,15 @@ export class TsdbEngine {
     return out ? sliceBuckets(out, floorTo(from, spec.bucketMs), to) : aggregate([], [], spec.bucketMs);
   }
 
-  /** Series matching a metric (all metrics when undefined) and host (all when undefined). */
-  select(q: { metric?: string; hostname?: string }): HeadSeries[] {
-    let base: Iterable<HeadSeries>;
+  /** Series matching a metric (all metrics when undefined) and host (all when undefined), as of now. */
+  select(q: { metric?: string; hostname?: string }): SeriesView[] {
+    const h = this.head;
+    let base: Iterable<number>;
     if (q.metric !== undefined) base = this.byMetric.get(q.metric) ?? [];
     else if (q.hostname !== undefined) base = this.byHost.get(q.hostname)?.values() ?? [];
-    else base = this.allSeries();
-    const out: HeadSeries[] = [];
-    for (const s of base) if (q.hostname === undefined || s.hostname === q.hostname) out.push(s);
+    else base = this.slots();
+    const out: SeriesView[] = [];
+    for (const s of base) if (q.hostname === undefined || h.hostname[s] === q.hostname) out.push(h.view(s));
     return out;
   }
 
@@ -711,10 +751,6 @@ export class TsdbEngine {
     for (const t of this.timers) clearInterval(t);
     await this.flush();
   }
-}
-
-function chunkRow(seriesId: number, enc: ChunkEncoder, id: number | undefined): ChunkRow {
-  return { ...(id !== undefined ? { id } : {}), seriesId, minT: enc.minT, maxT: enc.maxT, count: enc.count, data: enc.bytes() };
 }
 
 function sortSamples(t: number[], v: number[]): { t: number[]; v: number[] } {

@@ -101,13 +101,11 @@ export class ChunkEncoderTable {
     return this.cap;
   }
 
-  /** Makes the capacity at least `slots` (doubling). */
+  /** Makes the capacity at least `slots` (exactly `slots` when it grows: the caller picks its growth policy). */
   ensure(slots: number): void {
     if (slots <= this.cap) return;
     if (!(Number.isInteger(slots) && slots <= MAX_SLOTS)) throw new RangeError(`${slots} slots is not an integer ≤ ${MAX_SLOTS}`);
-    let c = this.cap;
-    while (c < slots) c *= 2;
-    this.resize(Math.min(c, MAX_SLOTS));
+    this.resize(slots);
   }
 
   /**
@@ -215,7 +213,9 @@ export class ChunkEncoderTable {
 
   private growFor(slot: number): void {
     if (!(Number.isInteger(slot) && slot >= 0 && slot < MAX_SLOTS)) throw new RangeError(`slot ${slot} is not an integer in [0, ${MAX_SLOTS})`);
-    this.ensure(slot + 1);
+    let c = Math.max(1, this.cap);
+    while (c <= slot) c *= 2;
+    this.ensure(Math.min(c, MAX_SLOTS));
   }
 
   private resize(cap: number): void {
