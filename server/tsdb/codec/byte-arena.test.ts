@@ -125,7 +125,7 @@ describe("ByteArena", () => {
     expect(b.alloc(PAGE)).toBe(0);
     expect(b.alloc(PAGE)).toBe(PAGE);
     expect(() => b.alloc(16)).toThrow(/arena full/);
-    expect(() => new ByteArena(1025)).toThrow(RangeError);
+    expect(() => new ByteArena(2048)).toThrow(RangeError);
   });
 
   it("keeps addresses small integers", () => {

@@ -3,7 +3,7 @@
  * without a JavaScript object or ArrayBuffer each.
  *
  * Regions come in power-of-two size classes from {@link ARENA_MIN_REGION} (16) bytes to the page size, and a region
- * never spans pages. An address is `page index · ARENA_PAGE_BYTES + offset`, a small integer (< 2^30): the bytes of
+ * never spans pages. An address is `page index · ARENA_PAGE_BYTES + offset`, a small integer (< 2^31, it fits an Int32Array): the bytes of
  * region `addr` are `pages[addr >>> ARENA_PAGE_SHIFT]` from `addr & ARENA_PAGE_MASK` on. Pages (Uint8Array) are made
  * lazily and never given back; freed regions go to a free list per class and are reused first, a larger free region
  * is split when a class's list is empty (buddy-style halves, no coalescing), and only then is new space carved from
@@ -19,8 +19,8 @@ export const ARENA_MIN_REGION = 16;
 const MIN_SHIFT = 4;
 /** Classes 16 B … 1 MiB. */
 const CLASSES = ARENA_PAGE_SHIFT - MIN_SHIFT + 1;
-/** Addresses stay below 2^30. */
-const MAX_PAGES = 1 << (30 - ARENA_PAGE_SHIFT);
+/** Addresses stay below 2^31 (2,047 pages: just under 2 GiB). */
+const MAX_PAGES = (1 << (31 - ARENA_PAGE_SHIFT)) - 1;
 
 /** Size class of a request of `size` bytes (1 ≤ size ≤ page size). */
 function classOf(size: number): number {
@@ -37,7 +37,7 @@ export class ByteArena {
   private live = 0;
   private readonly maxPages: number;
 
-  /** `maxPages` (≤ 1024, the default: 1 GiB) bounds the arena; allocation past it throws RangeError. */
+  /** `maxPages` (≤ 2,047, the default: just under 2 GiB) bounds the arena; allocation past it throws RangeError. */
   constructor(maxPages = MAX_PAGES) {
     if (!(Number.isInteger(maxPages) && maxPages >= 1 && maxPages <= MAX_PAGES)) throw new RangeError(`maxPages ${maxPages} is not in [1, ${MAX_PAGES}]`);
     this.maxPages = maxPages;

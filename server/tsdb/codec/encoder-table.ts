@@ -10,7 +10,7 @@
  * to the format or to an encoder decision there must be made here too.
  *
  * Appending allocates no JavaScript object (only a stream growing takes arena space). The arena holds at most
- * 1 GiB (addresses stay below 2^30); an append that finds it full throws RangeError with the slot half-written:
+ * 2 GiB (addresses stay below 2^31); an append that finds it full throws RangeError with the slot half-written:
  * reset the slot then.
  */
 import { ARENA_PAGE_MASK, ARENA_PAGE_SHIFT, ByteArena } from "./byte-arena.js";
