@@ -2,11 +2,12 @@ import type * as http2 from "node:http2";
 import https from "node:https";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { compressionGzip, createConnectTransport, createNodeHttpClient, Http2SessionManager } from "@connectrpc/connect-node";
 import type { Logger } from "../../common/logger.js";
-import { AgentService, type HostInfo } from "../../gen/spectra/v1/agent_service_pb.js";
+import { AgentService, type HostInfo, type StreamMetricsResponse } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, formatDelay, sleep, type Backoff } from "./backoff.js";
 import { authInterceptor, type Credential } from "./credentials.js";
+import { createRawClientStream, type RawCallOptions, type RawClientStreamFn } from "./raw-stream.js";
 import { clientTlsOptions, pinnedHttp2Options, pinnedHttpsAgent, type ClientTls, type ServerPin } from "./tls-pin.js";
 
 /** The Connect client of the AgentService. */
@@ -84,6 +85,12 @@ export interface AgentConnection {
   readonly mode: HttpMode;
   /** A client for the current mode. */
   client(): AgentClient;
+  /**
+   * StreamMetrics over HTTP/2 (the connection's HTTP/2 session, headers, compression, interceptors and limits), with
+   * each request message given as its encoded bytes (see ./raw-stream.ts). HTTP/2 only: the HTTP/1.1 fallback
+   * sends PushMetrics through {@link client}.
+   */
+  streamMetrics(messages: AsyncIterable<Uint8Array>, options: RawCallOptions): Promise<StreamMetricsResponse>;
   /** Classifies a failed call and counts it towards the fallback. */
   reportFailure(err: unknown): Failure;
   /** Records a successful call (clears the protocol failure count). */
@@ -133,6 +140,7 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
   );
   let h2Client: AgentClient | undefined;
   let h1Client: AgentClient | undefined;
+  let h2Raw: RawClientStreamFn | undefined;
 
   const common = {
     baseUrl: opts.baseUrl,
@@ -152,6 +160,10 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     h2Client ??= createClient(AgentService, createConnectTransport({ ...common, httpVersion: "2", sessionManager: h2Manager }));
     return h2Client;
   }
+  function h2RawStream(): RawClientStreamFn {
+    h2Raw ??= createRawClientStream({ ...common, httpClient: createNodeHttpClient({ httpVersion: "2", sessionProvider: () => h2Manager }) });
+    return h2Raw;
+  }
   function h1(): AgentClient {
     h1Client ??= createClient(AgentService, createH1Transport(common, httpsAgent));
     return h1Client;
@@ -169,6 +181,9 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
     },
     client() {
       return this.mode === "h2" ? h2() : h1();
+    },
+    streamMetrics(messages, options) {
+      return h2RawStream()(AgentService.method.streamMetrics, messages, options);
     },
     reportFailure(err) {
       const failure = classifyError(err);

@@ -6,7 +6,6 @@ import {
   PushMetricsRequestSchema,
   StreamMetricsRequestSchema,
   type PushMetricsRequest,
-  type StreamMetricsRequest,
 } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, sleep, type Backoff } from "./backoff.js";
 import { isAuthFailure, RetryLog, retryMessage, type AgentConnection } from "./client.js";
@@ -29,16 +28,30 @@ export function requestWithBatch<S extends typeof StreamMetricsRequestSchema | t
   return msg;
 }
 
-function lengthPrefixed(data: Uint8Array): Uint8Array {
+/**
+ * The encoded request (StreamMetricsRequest or PushMetricsRequest: `batch` is field 1 of both) carrying a spooled
+ * batch: the bytes protobuf-es writes for {@link requestWithBatch}'s message, the field's tag, the batch's length
+ * and the batch, built without a message object. StreamMetrics sends these (see ./raw-stream.ts).
+ */
+export function encodeRequestWithBatch(row: Pick<SpooledBatch, "data">): Uint8Array {
+  return lengthPrefixed(row.data, BATCH_TAG);
+}
+
+/** The tag of field 1, length-delimited: (1 << 3) | 2. */
+const BATCH_TAG = (BATCH_FIELD << 3) | WireType.LengthDelimited;
+
+/** `data` after its length as a varint, and after `tag` (one byte) when given. */
+function lengthPrefixed(data: Uint8Array, tag?: number): Uint8Array {
   let n = data.byteLength;
   let varint = 1;
   while (n > 0x7f) {
     n >>>= 7;
     varint++;
   }
-  const out = new Uint8Array(varint + data.byteLength);
+  let i = tag === undefined ? 0 : 1;
+  const out = new Uint8Array(i + varint + data.byteLength);
+  if (tag !== undefined) out[0] = tag;
   n = data.byteLength;
-  let i = 0;
   while (n > 0x7f) {
     out[i++] = (n & 0x7f) | 0x80;
     n >>>= 7;
@@ -132,16 +145,19 @@ export function createSender(opts: SenderOptions): Sender {
     });
   }
 
-  /** One StreamMetrics window; returns how many batches left the spool. */
+  /**
+   * One StreamMetrics window; returns how many batches left the spool. The requests go out as the spool's bytes
+   * behind the request's field tag (encodeRequestWithBatch), written to the HTTP/2 stream without connect's
+   * per-message pipeline (connection.streamMetrics).
+   */
   async function streamWindow(): Promise<number> {
-    const client = connection.client();
     const windowEnd = Date.now() + windowMs;
     const sent: bigint[] = [];
     const call = new AbortController();
     const onHardStop = (): void => call.abort(new Error("agent stopping"));
     hardStop.signal.addEventListener("abort", onHardStop, { once: true });
 
-    async function* requests(): AsyncGenerator<StreamMetricsRequest> {
+    async function* requests(): AsyncGenerator<Uint8Array> {
       let cursor: bigint | undefined;
       while (sent.length < windowBatches && !call.signal.aborted) {
         const rows = await spool.read(cursor, Math.min(16, windowBatches - sent.length));
@@ -156,14 +172,14 @@ export function createSender(opts: SenderOptions): Sender {
           cursor = row.sequence;
           sent.push(row.sequence);
           stats.sentBatches++;
-          yield requestWithBatch(StreamMetricsRequestSchema, row);
+          yield encodeRequestWithBatch(row);
         }
       }
     }
 
     stats.windows++;
     try {
-      const res = await client.streamMetrics(requests(), { signal: call.signal, timeoutMs: windowMs + callTimeoutMs });
+      const res = await connection.streamMetrics(requests(), { signal: call.signal, timeoutMs: windowMs + callTimeoutMs });
       const acked = new Set(res.ackedSequences);
       const rejected = new Set(res.rejectedSequences);
       const removed = spool.remove([...acked, ...rejected]);

@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { CpuMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { CpuMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
 import { ProcFile } from "../../host/proc-file.js";
 import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext } from "../types.js";
@@ -32,7 +31,8 @@ export function createLinuxCpuCollector(ctx: CollectorContext, deps: LinuxCpuDep
       return [
         {
           case: "cpu",
-          value: create(CpuMetricsSchema, {
+          value: {
+            $typeName: "spectra.v1.CpuMetrics",
             usage: result.usage,
             cores: result.cores,
             iowait: result.iowait,
@@ -40,7 +40,7 @@ export function createLinuxCpuCollector(ctx: CollectorContext, deps: LinuxCpuDep
             load1m,
             load5m,
             load15m,
-          }),
+          } satisfies CpuMetrics,
         },
       ];
     },

@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { DiskIoMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { DiskIoMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
 import { roundBytesRate, roundRate } from "../../../common/round.js";
 import type { Payload } from "../types.js";
 import type { DiskIoResult } from "./parse.js";
@@ -8,7 +7,8 @@ import type { DiskIoResult } from "./parse.js";
 export function diskIoPayload(device: string, r: DiskIoResult, inFlight: number): Payload {
   return {
     case: "diskIo",
-    value: create(DiskIoMetricsSchema, {
+    value: {
+      $typeName: "spectra.v1.DiskIoMetrics",
       device,
       readBytes: roundBytesRate(r.readBytesPerSec),
       writeBytes: roundBytesRate(r.writeBytesPerSec),
@@ -19,6 +19,6 @@ export function diskIoPayload(device: string, r: DiskIoResult, inFlight: number)
       ioInProgress: BigInt(Math.max(0, Math.round(inFlight))),
       readLatencyMs: roundRate(r.readLatencyMs),
       writeLatencyMs: roundRate(r.writeLatencyMs),
-    }),
+    } satisfies DiskIoMetrics,
   };
 }

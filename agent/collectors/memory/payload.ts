@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { MemoryMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { MemoryMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
 import { roundPercent } from "../../../common/round.js";
 import type { Payload } from "../types.js";
 import type { MemoryResult } from "./parse.js";
@@ -8,7 +7,8 @@ import type { MemoryResult } from "./parse.js";
 export function memoryPayload(r: MemoryResult): Payload {
   return {
     case: "memory",
-    value: create(MemoryMetricsSchema, {
+    value: {
+      $typeName: "spectra.v1.MemoryMetrics",
       ramTotal: BigInt(Math.round(r.ramTotal)),
       ramUsed: BigInt(Math.round(r.ramUsed)),
       ramAvailable: BigInt(Math.round(r.ramAvailable)),
@@ -16,6 +16,6 @@ export function memoryPayload(r: MemoryResult): Payload {
       swapTotal: BigInt(Math.round(r.swapTotal)),
       swapUsed: BigInt(Math.round(r.swapUsed)),
       swapPct: roundPercent(r.swapPct),
-    }),
+    } satisfies MemoryMetrics,
   };
 }

@@ -1,5 +1,4 @@
-import { create } from "@bufbuild/protobuf";
-import { NetworkMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import type { NetworkMetrics } from "../../../gen/spectra/v1/metrics_pb.js";
 import { roundBytesRate, roundRate } from "../../../common/round.js";
 import type { KeyRates } from "../rate.js";
 import type { Payload } from "../types.js";
@@ -28,7 +27,8 @@ export function networkPayload(name: string, r: KeyRates, info: InterfaceInfo | 
   const ps = r.perSecond;
   return {
     case: "network",
-    value: create(NetworkMetricsSchema, {
+    value: {
+      $typeName: "spectra.v1.NetworkMetrics",
       interface: name,
       macAddress: info?.mac ?? "",
       mtu: info?.mtu ?? 0,
@@ -41,6 +41,6 @@ export function networkPayload(name: string, r: KeyRates, info: InterfaceInfo | 
       txPackets: roundRate(ps[NET_TX_PACKETS]!),
       txErrors: roundRate(ps[NET_TX_ERRORS]!),
       txDrops: roundRate(ps[NET_TX_DROPS]!),
-    }),
+    } satisfies NetworkMetrics,
   };
 }
