@@ -1,4 +1,4 @@
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -54,8 +54,8 @@ class Harness {
     this.engine = await TsdbEngine.open(this.store, silentLogger(), { clock: () => this.clock, ...opts }, false);
     return this.engine;
   }
-  /** Stores a batch the way ingest does: commit, then append. */
-  async ingest(envelopes: MetricEnvelope[], hostname = "h1") {
+  /** Stores a batch the way ingest does: commit, then append (with each envelope's encoding when `withBytes`). */
+  async ingest(envelopes: MetricEnvelope[], hostname = "h1", withBytes = false) {
     for (const e of envelopes) e.hostname = hostname;
     const r = await this.store.writeBatch({
       hostname,
@@ -65,7 +65,7 @@ class Harness {
       collectorStatus: [],
       receivedAtMs: this.clock,
     });
-    if (!r.duplicate) this.engine.append(r.walId, hostname, envelopes);
+    if (!r.duplicate) this.engine.append(r.walId, hostname, envelopes, false, withBytes ? envelopes.map((e) => toBinary(MetricEnvelopeSchema, e)) : undefined);
   }
   /** Simulates a crash: the store is closed without flushing the head, then reopened. */
   async crashAndReopen(opts: Partial<TsdbOptions> = {}) {
@@ -258,6 +258,26 @@ describe("TsdbEngine", () => {
     expect((await h.store.latest("h1")).map((l) => [l.type, l.key, l.timestampMs])).toEqual(want);
     await h.ingest([cpu(T0 + 10_000, 7)]);
     expect((await view())[0]).toEqual(["cpu", "", T0 + 10_000]);
+    await h.store.close();
+  });
+
+  it("keeps the newest latest envelope when encodings of other sizes replace it in memory", async () => {
+    const h = new Harness();
+    await h.open();
+    const cores = async () => {
+      const l = (await h.engine.latest("h1")).find((x) => x.type === "cpu")!;
+      return l.envelope.payload.case === "cpu" ? l.envelope.payload.value.cores : [];
+    };
+    // 8 cores, then smaller (reuses the buffer), larger (a new one), smaller again
+    const sizes = [8, 1, 16, 2];
+    for (const [i, n] of sizes.entries()) {
+      const values = Array.from({ length: n }, (_, k) => i * 100 + k + 0.5);
+      await h.ingest([cpu(T0 + i * 5_000, i, values)], "h1", true);
+      expect(await cores()).toEqual(values);
+    }
+    await h.engine.flush();
+    const stored = (await h.store.latest("h1")).find((x) => x.type === "cpu")!;
+    expect(stored.envelope.payload.case === "cpu" ? stored.envelope.payload.value.cores : []).toEqual([300.5, 301.5]);
     await h.store.close();
   });
 

@@ -64,12 +64,17 @@ export interface LiveSample {
   v: number;
 }
 
-/** A latest envelope waiting for the next flush. */
+/**
+ * A latest envelope waiting for the next flush: its encoding in `bytes[0, len)` (the buffer is reused, in place, by
+ * the next envelope of the same type and key until the flush takes it, so the head does not allocate, and leave
+ * for the old generation to collect, a copy per envelope), or the message when no encoding was at hand.
+ */
 interface LatestEnvelope {
   type: string;
   key: string;
   t: number;
   bytes?: Uint8Array;
+  len: number;
   env?: MetricEnvelope;
 }
 
@@ -261,7 +266,19 @@ export class TsdbEngine {
       const prev = latest.get(lk);
       if (!prev || t >= prev.t) {
         // a copy: the bytes given are views into the request or WAL row, which must not stay alive for this
-        latest.set(lk, withBytes ? { type: env.type, key, t, bytes: withBytes[e]!.slice() } : { type: env.type, key, t, env });
+        const src = withBytes?.[e];
+        if (src && prev?.bytes && prev.bytes.length >= src.length) {
+          prev.bytes.set(src);
+          prev.len = src.length;
+          prev.t = t;
+          prev.env = undefined;
+        } else if (src) {
+          const bytes = new Uint8Array(src.length + (src.length >>> 3) + 16); // room for the next one's varints
+          bytes.set(src);
+          latest.set(lk, { type: env.type, key, t, bytes, len: src.length });
+        } else {
+          latest.set(lk, { type: env.type, key, t, len: 0, env });
+        }
       }
       const groups = this.groups;
       groups.length = 0;
@@ -320,7 +337,7 @@ export class TsdbEngine {
     for (const [k, l] of mem) {
       const s = byKey.get(k);
       if (!s || l.t >= s.timestampMs) {
-        const envelope = l.env ?? fastFromBinary(MetricEnvelopeSchema, l.bytes!);
+        const envelope = l.env ?? fastFromBinary(MetricEnvelopeSchema, l.bytes!.subarray(0, l.len));
         byKey.set(k, { hostname, type: l.type, key: l.key, timestampMs: l.t, envelope });
       }
     }
@@ -501,7 +518,7 @@ export class TsdbEngine {
     const latest: LatestRow[] = [];
     for (const hostname of hosts) {
       for (const l of latestEnv.get(hostname)!.values()) {
-        latest.push({ hostname, type: l.type, key: l.key, timestampMs: l.t, payload: l.bytes ?? fastToBinary(MetricEnvelopeSchema, l.env!) });
+        latest.push({ hostname, type: l.type, key: l.key, timestampMs: l.t, payload: l.env ? fastToBinary(MetricEnvelopeSchema, l.env) : l.bytes!.subarray(0, l.len) });
       }
     }
     const due: Array<{ s: number; hour: number }> = [];
