@@ -1,4 +1,3 @@
-import { compressionGzip } from "@connectrpc/connect-node";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import type { ConnectRouter } from "@connectrpc/connect";
 import type { Logger } from "../common/logger.js";
@@ -8,6 +7,7 @@ import { listen, type ListenOptions, type SpectraListener } from "./http/listene
 import { ShutdownSignal } from "./http/shutdown-signal.js";
 import { createLegacyRoutes } from "./rest/legacy-routes.js";
 import { createAdminServiceImpl } from "./rpc/admin-service.js";
+import { compactGzip } from "./rpc/compression.js";
 import { createAgentServiceImpl } from "./rpc/agent-service.js";
 import { errorInterceptor } from "./rpc/errors.js";
 import { authInterceptor, requestContextValues } from "./rpc/auth.js";
@@ -88,7 +88,8 @@ export async function startApp(store: Store, logger: Logger, opts: AppOptions): 
   const connectOptions = {
     // Both handlers (the raw-batch one too) authenticate every call the same way.
     interceptors: [errorInterceptor(logger), authInterceptor(services.auth, logger)],
-    acceptCompression: [compressionGzip],
+    // gzip with each inflated message in a buffer of its own size (rpc/compression.ts)
+    acceptCompression: [compactGzip],
     readMaxBytes: opts.maxInflatedBytes,
     writeMaxBytes: 64 * 1024 * 1024,
     shutdownSignal: shutdown.signal,
