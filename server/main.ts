@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: V8 flags (opt-in, see v8-flags.ts) before anything else runs.
+import "./v8-flags.js";
 import { createLogger } from "../common/logger.js";
 import { startApp } from "./app.js";
 import { createAdminTokens } from "./auth/admin-tokens.js";
