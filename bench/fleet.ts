@@ -6,6 +6,7 @@
  *        [--trigger-ms 100] [--workers 1] [--templates 100] [--store postgres] [--drain 50]
  *        [--enroll-concurrency 32] [--enroll-timeout 900] [--profile] [--profile-dir DIR]
  *        [--server-node-flags "..."] [--server-args "..."] [--quiet-wait 120] [--out results.json] [--keep]
+ *        [--heap-snapshot DIR] [--server-env "NAME=value …"] [--server path/to/server/main.js]
  *
  * For each N: a fresh SQLite data dir (or, with `--store postgres`, a fresh PostgreSQL database on 127.0.0.1), an
  * auto-approving enrollment token and an admin token made with the server's CLI, and the compiled server
@@ -26,12 +27,16 @@
  * acknowledged; the agent's streams half-close every 30 s, so this is mostly the window: also shown is half-close →
  * response, the server's part), command delivery latency (trigger call start → the agent has the command on its
  * CommandPoll stream) with delivered / lost / duplicated counts, errors of any kind, and the generator's CPU.
+ * The server's memory split (V8 heap used and committed, external, other native, file-backed) comes from
+ * lib/memory-probe.ts, loaded into the server with --import; `--heap-snapshot DIR` also has the server write a heap
+ * snapshot there at the end of the window (after the figures are taken: it stops the server for seconds).
  * Loopback only; every phase is bounded in time; a server that dies or stalls ends that N with what was measured.
  */
 import { execFileSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, Http2SessionManager } from "@connectrpc/connect-node";
@@ -40,6 +45,7 @@ import type { FleetInit, FleetInitReport, FleetRun, FleetRunReport } from "./lib
 import { ErrorTally, inWindow, latencyStats, mergeErrors, summarizeDelivery, type Delivery, type ErrorSummary, type LatencyStats, type Trigger } from "./lib/fleet-report.js";
 import { summarizeProfile, type ProfileSummary } from "./lib/cpuprofile.js";
 import { createBenchDatabase, type BenchDatabase } from "./lib/pg.js";
+import type { ServerMemory } from "./lib/memory-probe.js";
 import {
   argNumber,
   argValue,
@@ -77,8 +83,17 @@ const opts = {
   serverArgs: (argValue("server-args") ?? "").split(/\s+/).filter(Boolean),
   out: argValue("out"),
   keep: hasFlag("keep"),
+  heapSnapshot: argValue("heap-snapshot"),
+  /** Extra environment of the server process (e.g. MALLOC_ARENA_MAX=2), for comparisons. */
+  serverEnv: Object.fromEntries(
+    (argValue("server-env") ?? "")
+      .split(/\s+/)
+      .filter(Boolean)
+      .map((kv) => [kv.slice(0, kv.indexOf("=")), kv.slice(kv.indexOf("=") + 1)]),
+  ),
 };
-const SERVER = join(root, "dist", "server", "main.js");
+/** The compiled server; `--server` runs another build (e.g. an older commit's) under the same fleet. */
+const SERVER = argValue("server") ?? join(root, "dist", "server", "main.js");
 const TICK_MS = 5_000;
 const WINDOW_MS = 30_000;
 const WINDOW_BATCHES = 50;
@@ -105,6 +120,14 @@ interface Result {
   peakMiB: number;
   maxRssInWindowMiB: number;
   rssTimeline: Array<[s: number, mib: number]>;
+  /** The server's memory split at the end of the window (lib/memory-probe.ts), bytes. */
+  memory?: ServerMemory;
+  /**
+   * Over the window (the probe's figures, read every second): the least V8 heap in use (≈ what survives a full GC),
+   * the most heap committed, and the most external memory.
+   */
+  memoryWindow?: { heapUsedMin: number; heapTotalMax: number; externalMax: number };
+  heapSnapshot?: string;
   samplesPerSec: number;
   legacySamplesPerSec: number;
   batchesPerSec: number;
@@ -189,11 +212,20 @@ async function runOne(n: number, dir: string): Promise<Result> {
   const adminToken = cliToken(["token", "create", "--name", "bench-fleet-admin", "--role", "admin", ...storeArgs], /spt_\S+/);
   const profDir = opts.profile ? (opts.profileDir ? join(opts.profileDir, attempt) : join(dir, `prof-${attempt}`)) : undefined;
   if (profDir) mkdirSync(profDir, { recursive: true });
-  const nodeFlags = [...opts.serverNodeFlags, ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : [])];
+  const memoryFile = join(dir, `memory-${attempt}.json`);
+  const snapDir = opts.heapSnapshot ? join(opts.heapSnapshot, attempt) : undefined;
+  if (snapDir) mkdirSync(snapDir, { recursive: true });
+  const nodeFlags = [
+    ...opts.serverNodeFlags,
+    `--import=${pathToFileURL(join(import.meta.dirname, "lib", "memory-probe.js")).href}`,
+    ...(profDir ? ["--cpu-prof", `--cpu-prof-dir=${profDir}`] : []),
+    ...(snapDir ? ["--heapsnapshot-signal=SIGUSR2", `--diagnostic-dir=${snapDir}`] : []),
+  ];
   const server: Child = startChild(
     process.execPath,
     [...nodeFlags, SERVER, "--listen", "127.0.0.1:0", ...storeArgs, ...opts.serverArgs],
     join(dir, `server-${attempt}.log`),
+    { ...process.env, ...opts.serverEnv, SPECTRA_BENCH_MEMORY_OUT: memoryFile },
   );
   const workers: FleetWorker[] = [];
   let adminSession: Http2SessionManager | undefined;
@@ -243,6 +275,7 @@ async function runOne(n: number, dir: string): Promise<Result> {
     // server RSS every second, and the progress
     const rssTimeline: Array<[number, number]> = [];
     let maxRssInWindow = 0;
+    let memoryWindow: Result["memoryWindow"];
     const sampler = setInterval(() => {
       if (exited) return;
       try {
@@ -252,7 +285,19 @@ async function runOne(n: number, dir: string): Promise<Result> {
           rssTimeline.push([s, Math.round(m.rss)]);
           log(`  N=${n}: ${s} s of ${opts.warmup + opts.seconds} s${Date.now() < t0 ? " (warm-up)" : ""}; server RSS ${fmt(m.rss)} MiB`);
         }
-        if (Date.now() >= t0 && Date.now() < t1) maxRssInWindow = Math.max(maxRssInWindow, m.rss);
+        if (Date.now() >= t0 && Date.now() < t1) {
+          maxRssInWindow = Math.max(maxRssInWindow, m.rss);
+          try {
+            const p = JSON.parse(readFileSync(memoryFile, "utf8")) as ServerMemory;
+            memoryWindow = {
+              heapUsedMin: Math.min(memoryWindow?.heapUsedMin ?? Infinity, p.heapUsed),
+              heapTotalMax: Math.max(memoryWindow?.heapTotalMax ?? 0, p.heapTotal),
+              externalMax: Math.max(memoryWindow?.externalMax ?? 0, p.external),
+            };
+          } catch {
+            // not written yet, or being replaced
+          }
+        }
       } catch {
         // the server is gone; noticed below
       }
@@ -314,17 +359,25 @@ async function runOne(n: number, dir: string): Promise<Result> {
     let genCpuPct = Number.NaN;
     let otherCpuPct = Number.NaN;
     let mem = { rss: Number.NaN, peak: Number.NaN };
+    let memory: ServerMemory | undefined;
     if (!exited) {
       const c1 = cpuSeconds(server.pid);
       const g1 = cpuSeconds(process.pid);
       const s1 = systemBusySeconds();
       const secs = (performance.now() - w0) / 1000;
       mem = memoryMiB(server.pid);
+      try {
+        memory = JSON.parse(readFileSync(memoryFile, "utf8")) as ServerMemory;
+      } catch {
+        notes.push("no memory split from the server (lib/memory-probe.ts)");
+      }
       serverCpuPct = ((c1 - c0) / secs) * 100;
       genCpuPct = ((g1 - g0) / secs) * 100;
       otherCpuPct = ((s1 - s0 - (c1 - c0) - (g1 - g0)) / secs) * 100;
       measured = true;
     }
+    let heapSnapshot: string | undefined;
+    if (snapDir && !exited) heapSnapshot = await takeHeapSnapshot(server, snapDir, notes);
     if (exited) {
       notes.push(`the server exited during the run (${exited}); last lines of its log: ${server.tail.slice(-5).join(" | ")}`);
       for (const fw of workers) fw.abort();
@@ -377,6 +430,9 @@ async function runOne(n: number, dir: string): Promise<Result> {
       peakMiB: mem.peak,
       maxRssInWindowMiB: maxRssInWindow,
       rssTimeline,
+      ...(memory ? { memory } : {}),
+      ...(memoryWindow ? { memoryWindow } : {}),
+      ...(heapSnapshot ? { heapSnapshot } : {}),
       samplesPerSec: (ackSamples.reduce((a, b) => a + b, 0) + legacySamples.reduce((a, b) => a + b, 0)) / opts.seconds,
       legacySamplesPerSec: legacySamples.reduce((a, b) => a + b, 0) / opts.seconds,
       batchesPerSec: (ackSamples.length + legacySamples.length) / opts.seconds,
@@ -415,6 +471,26 @@ async function runOne(n: number, dir: string): Promise<Result> {
   }
 }
 
+/** SIGUSR2 to a server started with --heapsnapshot-signal; waits (≤ 180 s) until the snapshot file stops growing. */
+async function takeHeapSnapshot(server: Child, snapDir: string, notes: string[]): Promise<string | undefined> {
+  log("  heap snapshot of the server (SIGUSR2)");
+  server.proc.kill("SIGUSR2");
+  const deadline = Date.now() + 180_000;
+  let last = -1;
+  while (Date.now() < deadline) {
+    await sleep(2_000);
+    const f = readdirSync(snapDir).find((x) => x.endsWith(".heapsnapshot"));
+    if (!f) continue;
+    const path = join(snapDir, f);
+    const size = existsSync(path) ? statSync(path).size : 0;
+    // V8 writes the snapshot in one go on the main thread: a size that held for 2 s is the whole file
+    if (size > 0 && size === last) return path;
+    last = size;
+  }
+  notes.push("the heap snapshot did not finish within 180 s");
+  return undefined;
+}
+
 function ms(x: number): string {
   if (!Number.isFinite(x)) return "–";
   return x < 10 ? fmt(x, 1) : fmt(x);
@@ -432,6 +508,16 @@ function report(r: Result): string {
   lines.push(`| server RSS at the end of the window (peak of the process) | ${fmt(r.rssMiB)} MiB (${fmt(r.peakMiB)} MiB) |`);
   const grown = r.rssMiB - r.idleMiB;
   lines.push(`| server RSS above the idle server's (${fmt(r.idleMiB)} MiB), per agent / per series | ${fmt((grown * 1024) / r.agents)} KiB / ${fmt((grown * 1024) / (r.agents * SERIES_PER_AGENT), 1)} KiB |`);
+  if (r.memory) {
+    const m = r.memory;
+    const mib = (b: number) => fmt(b / 2 ** 20);
+    const native = m.anonymous - m.heapTotal - m.external;
+    lines.push(
+      `| server memory split: V8 heap used / committed · external (ArrayBuffers) · other native · file-backed | ${mib(m.heapUsed)} / ${mib(m.heapTotal)} · ${mib(m.external)} (${mib(m.arrayBuffers)}) · ${mib(native)} · ${mib(m.file)} MiB |`,
+    );
+    const w = r.memoryWindow;
+    if (w) lines.push(`| over the window: least V8 heap in use (≈ live after a full GC) / most committed / most external | ${mib(w.heapUsedMin)} / ${mib(w.heapTotalMax)} / ${mib(w.externalMax)} MiB |`);
+  }
   lines.push(`| samples/s stored (acknowledged; legacy 202s included) | ${fmt(r.samplesPerSec)} (of ${fmt(r.expectedSamplesPerSec)} sent on average; legacy ${fmt(r.legacySamplesPerSec)}) |`);
   lines.push(`| batches/s acknowledged | ${fmt(r.batchesPerSec)} |`);
   lines.push(`| ack latency, batch sent → acknowledged (30 s windows) p50 / p99 / max | ${ms(r.ack.p50)} / ${ms(r.ack.p99)} / ${ms(r.ack.max)} ms (${fmt(r.ack.n)} batches) |`);
@@ -453,6 +539,7 @@ function report(r: Result): string {
     lines.push(`- ${kind}: ${fmt(k.count)} — ${k.first.map(([m, c]) => `"${m}" ×${c}`).join("; ")}`);
   }
   for (const note of r.notes) lines.push(`- ${note}`);
+  if (r.heapSnapshot) lines.push(`- heap snapshot of the server at the end of the window: ${r.heapSnapshot}`);
   if (r.profile) {
     lines.push("");
     lines.push(`Server CPU profile (main thread, ${fmt(r.profile.totalMs / 1000, 1)} s, idle ${fmt((r.profile.idleMs / r.profile.totalMs) * 100)} %, GC ${fmt(r.profile.gcMs / 1000, 1)} s); self time, top files:`);

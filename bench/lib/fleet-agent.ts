@@ -6,10 +6,12 @@
  *   createAgentConnection, with its keepalive pings, gzip of messages ≥ 1 KiB and the key on every call), enrolled
  *   and registered with their own key, holding AgentService.CommandPoll open and sending one batch per 5 s tick
  *   (bench/lib/fleet.ts's payload through pool.ts's pre-encoded templates) on AgentService.StreamMetrics as the
- *   agent's sender does (agent/transport/sender.ts): a stream stays open for a window of 30 s or 50 batches, then
+ *   agent's sender does (agent/transport/sender.ts: each request written as its encoded bytes through the
+ *   connection's raw stream, encodeRequestWithBatch): a stream stays open for a window of 30 s or 50 batches, then
  *   half-closes; acknowledged and rejected batches are retired, the rest go again in the next window. A command
  *   arriving on CommandPoll is recorded (id, time) and answered with a CommandResult (a list_mounts result).
- * - Legacy senders (the original Go agent): every 5 s the same tick's envelopes as gzipped JSON in
+ * - Legacy senders (the original Go agent): every 5 s the same tick's envelopes as gzipped JSON (legacy-body.ts's
+ *   LegacyBodies: made once per template batch, filled in per agent) in
  *   `POST /api/v1/metrics?hostname=…` over their own keep-alive HTTP/1.1 connection (with their agent key, so their
  *   requests are charged to their own rate-limit bucket), and the long poll `GET /api/v1/agent/command` every 5 s.
  *
@@ -19,15 +21,15 @@
 import { parentPort } from "node:worker_threads";
 import { Agent as HttpAgent, request } from "node:http";
 import { setMaxListeners } from "node:events";
-import { create, type MessageShape } from "@bufbuild/protobuf";
-import { StreamMetricsRequestSchema, type StreamMetricsRequest } from "../../gen/spectra/v1/agent_service_pb.js";
+import { create } from "@bufbuild/protobuf";
 import { CommandOutcomeSchema, CommandType, type Command } from "../../gen/spectra/v1/diagnostics_pb.js";
 import { silentLogger } from "../../common/logger.js";
 import { createAgentConnection, type AgentConnection } from "../../agent/transport/client.js";
 import { createBackoff } from "../../agent/transport/backoff.js";
+import { encodeRequestWithBatch } from "../../agent/transport/sender.js";
 import { buildPool, poolAgents, type PoolAgent } from "./pool.js";
 import { enrollAll } from "./enroll.js";
-import { legacyMetricsBody } from "./legacy-body.js";
+import { LegacyBodies } from "./legacy-body.js";
 import { ErrorTally, type ErrorSummary } from "./fleet-report.js";
 
 export interface FleetInit {
@@ -106,6 +108,8 @@ export function isLegacy(id: number, share: number): boolean {
 }
 
 const errors = new ErrorTally();
+/** The legacy senders' JSON bodies, made once per template batch and filled in per agent (legacy-body.ts). */
+const legacyBodies = new LegacyBodies();
 let fleet: { connect: Array<{ a: PoolAgent; key: string }>; legacy: Array<{ a: PoolAgent; key: string }>; url: string; agents: number } | undefined;
 const abortAll = new AbortController();
 setMaxListeners(0, abortAll.signal);
@@ -204,7 +208,8 @@ class Signal {
 }
 
 interface Queued {
-  req: MessageShape<typeof StreamMetricsRequestSchema>;
+  /** The encoded StreamMetricsRequest, as the agent's sender writes it (encodeRequestWithBatch). */
+  req: Uint8Array;
   sequence: bigint;
   samples: number;
   sentAt: number;
@@ -293,8 +298,8 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
     const queue: Queued[] = [];
     const signal = new Signal();
     ticks(a.id, () => {
-      const n = a.nextRequest();
-      queue.push({ req: n.req, sequence: n.sequence, samples: n.samples, sentAt: 0, resent: false });
+      const n = a.nextBatch();
+      queue.push({ req: encodeRequestWithBatch(n), sequence: n.sequence, samples: n.samples, sentAt: 0, resent: false });
       if (queue.length > 10_000) queue.shift(); // the agent's spool is bounded too
       signal.notify();
     });
@@ -354,7 +359,7 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
         const windowEnd = Date.now() + (first ? Math.max(1_000, r.windowMs * spread(a.id)) : r.windowMs);
         first = false;
         let closedAt = 0;
-        async function* requests(): AsyncGenerator<StreamMetricsRequest> {
+        async function* requests(): AsyncGenerator<Uint8Array> {
           while (sent.length < r.windowBatches) {
             const q = queue.shift();
             if (!q) {
@@ -372,7 +377,8 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
         }
         rep.streams++;
         try {
-          const res = await conn.client().streamMetrics(requests(), { signal: hard.signal, timeoutMs: r.windowMs + 15_000 });
+          // the agent's own path: each request written as its encoded bytes (agent/transport/raw-stream.ts)
+          const res = await conn.streamMetrics(requests(), { signal: hard.signal, timeoutMs: r.windowMs + 15_000 });
           const at = now();
           if (closedAt > 0) {
             rep.closeAt.push(at);
@@ -454,12 +460,12 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
     const host = encodeURIComponent(a.hostname);
     let inFlight = 0;
     ticks(a.id, () => {
-      const n = a.nextRequest();
+      const n = a.nextBatch();
       if (inFlight >= 3) {
         errors.add("legacy POST /api/v1/metrics", new Error("3 posts still waiting: batch dropped"));
         return;
       }
-      const { body } = legacyMetricsBody(n.req);
+      const body = legacyBodies.body(a.hostname, n.data, n.template, n.shiftSec);
       const t0 = now();
       inFlight++;
       rep.legacyPosts++;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { gunzipSync } from "node:zlib";
 import { StreamMetricsRequestSchema } from "../../gen/spectra/v1/agent_service_pb.js";
@@ -8,7 +8,7 @@ import { envelopesFromLegacy } from "../../server/rest/legacy-json.js";
 import { flattenEnvelope, type SeriesGroup } from "../../server/tsdb/flatten/flatten.js";
 import { ErrorTally, inWindow, latencyStats, mergeErrors, summarizeDelivery, type Trigger } from "./fleet-report.js";
 import { isLegacy, spread } from "./fleet-agent.js";
-import { batchOfRequest, legacyMetricsBody } from "./legacy-body.js";
+import { batchOfRequest, LegacyBodies, legacyJson, legacyMetricsBody } from "./legacy-body.js";
 import { buildPool, poolAgents } from "./pool.js";
 
 describe("summarizeDelivery", () => {
@@ -104,6 +104,23 @@ describe("legacy metrics body", () => {
       expect(decoded.envelopes.map((e) => e.type)).toEqual(batch.envelopes.map((e) => e.type));
       expect(count(decoded.envelopes)).toBe(next.samples);
     }
+  });
+
+  it("LegacyBodies gives the same JSON as encoding each batch, for every agent and cycle of a template", () => {
+    const { templates } = buildPool({ templates: 2, batchEnvelopes: 0, vmFormat: undefined });
+    const agents = poolAgents(templates, 6, Date.UTC(2026, 10, 27), "t");
+    const bodies = new LegacyBodies();
+    // two 10-minute cycles and then some: the first holds the hourly collectors, the second not, the third again not
+    for (let i = 0; i < 260; i++) {
+      for (const a of agents) {
+        const b = a.nextBatch();
+        const json = bodies.json(a.hostname, b.data, b.template, b.shiftSec);
+        if (i % 7 === 0 || i < 13) expect(json).toBe(legacyJson(fromBinary(MetricBatchSchema, b.data)));
+      }
+    }
+    const b = agents[3]!.nextBatch();
+    const body = bodies.body(agents[3]!.hostname, b.data, b.template, b.shiftSec);
+    expect(gunzipSync(body).toString("utf8")).toBe(legacyJson(fromBinary(MetricBatchSchema, b.data)));
   });
 
   it("reads a batch set as a field as well", () => {

@@ -189,6 +189,15 @@ export class PoolAgent {
 
   /** The next batch as a StreamMetricsRequest (the agent's encoding: batch bytes as the `batch` field). */
   nextRequest(): { req: MessageShape<typeof StreamMetricsRequestSchema>; sequence: bigint; samples: number; envelopes: number } {
+    const b = this.nextBatch();
+    return { req: requestWithBatch(StreamMetricsRequestSchema, { data: b.data }), sequence: b.sequence, samples: b.samples, envelopes: b.envelopes };
+  }
+
+  /**
+   * The next batch as MetricBatch bytes (what the agent spools and sends), with the template batch it was made from
+   * and the seconds its times were shifted by (for caches of other encodings of the same template batch).
+   */
+  nextBatch(): { data: Buffer; sequence: bigint; samples: number; envelopes: number; template: object; shiftSec: number } {
     const t = this.currentPb();
     const shift = this.offsetSec + this.cycle * CYCLE_SEC;
     this.sequence++;
@@ -201,7 +210,7 @@ export class PoolAgent {
     out.set(t.body, hl);
     for (let i = 0; i < t.tsOffsets.length; i++) writeVarint5(out, hl + t.tsOffsets[i]!, t.tsSeconds[i]! + shift);
     for (let i = 0; i < t.hostOffsets.length; i++) this.digits.copy(out, hl + t.hostOffsets[i]!);
-    const r = { req: requestWithBatch(StreamMetricsRequestSchema, { data: out }), sequence: BigInt(this.sequence), samples: t.samples, envelopes: t.envelopes };
+    const r = { data: out, sequence: BigInt(this.sequence), samples: t.samples, envelopes: t.envelopes, template: t, shiftSec: shift };
     this.advance();
     return r;
   }
