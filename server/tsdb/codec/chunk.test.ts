@@ -1,22 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { ChunkDecodeError, ChunkEncoder, chunkMinT, chunkSampleCount, decodeChunk, encodeChunk } from "./chunk.js";
 import { prng } from "../../../common/prng.js";
-
+import { randomDouble } from "../../testing/random.js";
 
 const T0 = 1_795_783_182_000; // ms since epoch, > 2^32
 
 function grid(n: number, rnd: () => number, intervalMs = 5000, jitterMs = 3): number[] {
   return Array.from({ length: n }, (_, i) => T0 + i * intervalMs + Math.floor(rnd() * (jitterMs + 1)));
-}
-
-function randomDouble(rnd: () => number): number {
-  const f = new Float64Array(1);
-  const u = new Uint32Array(f.buffer);
-  do {
-    u[0] = Math.floor(rnd() * 2 ** 32);
-    u[1] = Math.floor(rnd() * 2 ** 32);
-  } while (!Number.isFinite(f[0]!));
-  return f[0]!;
 }
 
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;

@@ -43,15 +43,15 @@ export class ChunkDecodeError extends Error {
   override name = "ChunkDecodeError";
 }
 
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const TWO32 = 2 ** 32;
+export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+export const TWO32 = 2 ** 32;
 /** Largest |n| of a decimal-scaled value. */
-const MAX_N = 2 ** 53;
-const MAX_SCALE = 4;
-const POW10 = [1, 10, 100, 1000, 10000] as const;
-const MODE_XOR = 7;
+export const MAX_N = 2 ** 53;
+export const MAX_SCALE = 4;
+export const POW10 = [1, 10, 100, 1000, 10000] as const;
+export const MODE_XOR = 7;
 /** Leading-zero count reserved in XOR mode's "11" code as the mode-switch escape. */
-const XOR_ESCAPE_LEAD = 31;
+export const XOR_ESCAPE_LEAD = 31;
 /** A sample never takes more than this many mode switches (bounds the decoder on corrupt input). */
 const MAX_SWITCHES_PER_SAMPLE = 4;
 
@@ -224,13 +224,13 @@ export function decodeTimestampStream(
 // Value stream
 
 /** 2^s for the decimal-mode shift. */
-const POW2: readonly number[] = Array.from({ length: 32 }, (_, i) => 2 ** i);
-const MAX_SHIFT = 31;
+export const POW2: readonly number[] = Array.from({ length: 32 }, (_, i) => 2 ** i);
+export const MAX_SHIFT = 31;
 /** Decimal-mode escape: eight 1 bits and a 4-bit op. */
-const ESC = 0xff << 4;
-const OP_SHIFT = 5;
-const OP_RAW = 6;
-const OP_XOR = 7;
+export const ESC = 0xff << 4;
+export const OP_SHIFT = 5;
+export const OP_RAW = 6;
+export const OP_XOR = 7;
 /** Decoder marker: a state change (shift) that keeps the mode; the same sample follows. */
 const SAME_MODE = 8;
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { prng } from "../../../common/prng.js";
 import { ChunkEncoder, decodeChunk } from "./chunk.js";
 import { ChunkEncoderTable, STATE_BYTES_PER_SLOT } from "./encoder-table.js";
+import { randomDouble } from "../../testing/random.js";
 
 const T0 = 1_795_783_182_000; // ms since epoch, > 2^32
 const MAX_SAFE = Number.MAX_SAFE_INTEGER;
@@ -9,16 +10,6 @@ const MAX_SAFE = Number.MAX_SAFE_INTEGER;
 type Rnd = () => number;
 const int = (rnd: Rnd, n: number) => Math.floor(rnd() * n);
 const round = (x: number, d: number) => Math.round(x * 10 ** d) / 10 ** d;
-
-function randomDouble(rnd: Rnd): number {
-  const f = new Float64Array(1);
-  const u = new Uint32Array(f.buffer);
-  do {
-    u[0] = Math.floor(rnd() * 2 ** 32);
-    u[1] = Math.floor(rnd() * 2 ** 32);
-  } while (!Number.isFinite(f[0]!));
-  return f[0]!;
-}
 
 /** Value generators: each returns a stateful "next value" function. */
 const VALUES: Record<string, (rnd: Rnd) => () => number> = {

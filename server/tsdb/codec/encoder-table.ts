@@ -14,22 +14,29 @@
  * reset the slot then.
  */
 import { ARENA_PAGE_MASK, ARENA_PAGE_SHIFT, ByteArena } from "./byte-arena.js";
-import { CHUNK_VERSION, badTimestamp, badValue, fitScale, putVarint, scaledInt, trailingZeros, varintLength } from "./chunk.js";
-
-// Format constants, as in chunk.ts.
-const MAX_SAFE = Number.MAX_SAFE_INTEGER;
-const TWO32 = 2 ** 32;
-const MAX_N = 2 ** 53;
-const MAX_SCALE = 4;
-const POW10: readonly number[] = [1, 10, 100, 1000, 10000];
-const MODE_XOR = 7;
-const XOR_ESCAPE_LEAD = 31;
-const POW2: readonly number[] = Array.from({ length: 32 }, (_, i) => 2 ** i);
-const MAX_SHIFT = 31;
-const ESC = 0xff << 4;
-const OP_SHIFT = 5;
-const OP_RAW = 6;
-const OP_XOR = 7;
+import {
+  CHUNK_VERSION,
+  ESC,
+  MAX_N,
+  MAX_SAFE,
+  MAX_SCALE,
+  MAX_SHIFT,
+  MODE_XOR,
+  OP_RAW,
+  OP_SHIFT,
+  OP_XOR,
+  POW10,
+  POW2,
+  TWO32,
+  XOR_ESCAPE_LEAD,
+  badTimestamp,
+  badValue,
+  fitScale,
+  putVarint,
+  scaledInt,
+  trailingZeros,
+  varintLength,
+} from "./chunk.js";
 
 /** First region of a slot's timestamp and value streams (bytes); each doubles when full. */
 const T_INITIAL_BYTES = 16;
