@@ -1,16 +1,13 @@
 // The whole agent (runCli, in process) against a real Connect server on 127.0.0.1 that fakes the server's side of
 // enrollment and key checks: pending → approved, restart during a pending enrollment, denial, a refused token, key
 // rotation over CommandPoll, a revoked key, and no credential at all.
-import http2 from "node:http2";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EnrollmentState } from "../gen/spectra/v1/access_service_pb.js";
 import { AgentService, type EnrollRequest, type EnrollResponseSchema, type RegisterRequest } from "../gen/spectra/v1/agent_service_pb.js";
@@ -20,6 +17,7 @@ import type { CollectorDefinition } from "./collectors/types.js";
 import type { HostAccess } from "./host/host-access.js";
 import { runCli } from "./main.js";
 import { createBackoff } from "./transport/backoff.js";
+import { serveAgentService } from "./testing/agent-service.js";
 
 const TOKEN = "spe_tok_0123456789abcdef";
 const KEY = "spa_a1_firstsecretfirstsecret";
@@ -121,21 +119,14 @@ async function startServer(opts: { enroll?: EnrollBehaviour; acceptKey?: (auth: 
       return {};
     },
   };
-  const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const served = await serveAgentService(impl);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: served.url,
     calls,
     enrolls,
     registers,
     batches,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: served.close,
   };
 }
 

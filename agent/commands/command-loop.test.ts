@@ -1,9 +1,6 @@
-import http2 from "node:http2";
-import type { AddressInfo } from "node:net";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/spectra/v1/agent_service_pb.js";
@@ -21,6 +18,7 @@ import { diagnosticRegistry, type DiagnosticRegistry } from "../diagnostics/regi
 import { createBackoff } from "../transport/backoff.js";
 import { createAgentConnection } from "../transport/client.js";
 import { createCommandLoop } from "./command-loop.js";
+import { serveAgentService } from "../testing/agent-service.js";
 
 const procRoot = fileURLToPath(new URL("../diagnostics/list-mounts/testdata/proc", import.meta.url));
 const host: HostAccess = {
@@ -58,11 +56,8 @@ async function startServer() {
       return {};
     },
   };
-  const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const served = await serveAgentService(impl);
+  const url = served.url;
   return {
     url,
     outcomes,
@@ -77,11 +72,7 @@ async function startServer() {
       endCurrent = true;
       wake?.();
     },
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: served.close,
   };
 }
 

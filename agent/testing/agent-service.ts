@@ -60,16 +60,17 @@ export async function startRecordingAgentService(
     },
     ...overrides,
   };
+  return { ...(await serveAgentService(impl)), batches, hosts, headers, outcomes };
+}
+
+/** Serves `impl` (methods left out answer Unimplemented) over h2c on 127.0.0.1, port 0; `close` ends open sessions (streams included) and the server. */
+export async function serveAgentService(impl: Partial<ServiceImpl<typeof AgentService>>): Promise<{ url: string; close(): Promise<void> }> {
   const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
   const sessions = new Set<http2.ServerHttp2Session>();
   server.on("session", (s) => sessions.add(s));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    batches,
-    hosts,
-    headers,
-    outcomes,
     close: () =>
       new Promise<void>((resolve) => {
         for (const s of sessions) s.destroy();

@@ -1,13 +1,10 @@
-import http2 from "node:http2";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { EnrollmentState } from "../../gen/spectra/v1/access_service_pb.js";
@@ -15,6 +12,7 @@ import { AgentService, HostInfoSchema, type EnrollRequest, type EnrollResponseSc
 import { createBackoff } from "./backoff.js";
 import { createAgentConnection } from "./client.js";
 import { ENROLLMENT_FILE, enrollWithRetry, type EnrollOptions } from "./enrollment.js";
+import { serveAgentService } from "../testing/agent-service.js";
 
 type Answer = MessageInitShape<typeof EnrollResponseSchema> | ConnectError;
 
@@ -29,18 +27,11 @@ async function startServer(script: Answer[]) {
       return answer;
     },
   };
-  const server = http2.createServer(connectNodeAdapter({ routes: (r) => r.service(AgentService, impl) }));
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on("session", (s) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const served = await serveAgentService(impl);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: served.url,
     requests,
-    close: () =>
-      new Promise<void>((resolve) => {
-        for (const s of sessions) s.destroy();
-        server.close(() => resolve());
-      }),
+    close: served.close,
   };
 }
 
