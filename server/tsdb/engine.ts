@@ -660,7 +660,6 @@ export class TsdbEngine {
    */
   private async rawSamples(s: number, gen: number, from: number, to: number, pending: ChunkRow[]): Promise<{ t: number[]; v: number[] }> {
     const h = this.head;
-    const same = () => h.gen[s] === gen && h.live(s);
     const t: number[] = [];
     const v: number[] = [];
     const add = (data: Uint8Array) => {
@@ -678,11 +677,11 @@ export class TsdbEngine {
       if (c.id !== undefined) pendingIds.add(c.id);
       if (c.maxT >= from && c.minT <= to) add(c.data);
     }
-    if (!same()) return sortSamples(t, v);
+    if (!h.current(s, gen)) return sortSamples(t, v);
     const id = h.rowId(s);
     if (id !== undefined) {
       const stored = await this.store.readChunks([id], from, to);
-      if (!same()) return { t: [], v: [] };
+      if (!h.current(s, gen)) return sortSamples(t, v);
       // the head's chunk ids as they are now (after the read): a chunk stored meanwhile is read from memory
       const memIds = h.memoryChunkIds(s);
       for (const c of stored) {

@@ -58,13 +58,13 @@ describe("SeriesTable", () => {
     const a = table.add("h1", "m", [], "");
     table.append(a, T0, 1, 1, 120, SPAN);
     const view = table.view(a);
-    expect(table.current(view)).toBe(true);
+    expect(table.current(view.slot, view.gen)).toBe(true);
     table.remove(a);
     expect(table.size).toBe(0);
-    expect(table.current(view)).toBe(false);
+    expect(table.current(view.slot, view.gen)).toBe(false);
     const b = table.add("h2", "m", [], "");
     expect(b).toBe(a);
-    expect(table.current(view)).toBe(false);
+    expect(table.current(view.slot, view.gen)).toBe(false);
     expect(table.enc.count(b)).toBe(0);
     expect(table.memorySamples(b)).toEqual({ t: [], v: [] });
     expect(table.view(b).hostname).toBe("h2");

@@ -191,9 +191,9 @@ export class SeriesTable {
     };
   }
 
-  /** True while the view's series is still in the table. */
-  current(v: SeriesView): boolean {
-    return this.gen[v.slot] === v.gen && this.live(v.slot);
+  /** True while the series that had `slot` at generation `gen` (a view's) is still in the table. */
+  current(slot: number, gen: number): boolean {
+    return this.gen[slot] === gen && this.live(slot);
   }
 
   /**
@@ -296,10 +296,5 @@ export class SeriesTable {
     this.oooT[slot] = undefined;
     this.oooV[slot] = undefined;
     return bytes;
-  }
-
-  /** Bytes the table holds outside the per-slot JavaScript arrays (typed arrays and the encoders' state). */
-  memoryStats(): { slots: number; typedArrayBytes: number; encoder: ReturnType<ChunkEncoderTable["memoryStats"]> } {
-    return { slots: this.cap, typedArrayBytes: this.cap * (6 * 8 + 2 * 4 + 1), encoder: this.enc.memoryStats() };
   }
 }
