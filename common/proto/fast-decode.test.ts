@@ -38,6 +38,22 @@ describe("fastFromBinary", () => {
     expect([t?.seconds, t?.nanos]).toEqual([5n, 7]);
   });
 
+  it("decodes short strings through its cache exactly: hits, collisions, non-ASCII, lengths around the limit", () => {
+    // 20,000 distinct names (far more than the cache's 4,096 entries, so entries collide and are replaced),
+    // decoded three times over in different orders; every decoded string equals what was encoded.
+    const names = Array.from({ length: 20_000 }, (_, i) => `dev-${i.toString(36)}-${"x".repeat(i % 50)}`);
+    names.push("", "é", "naïve-ünïcode", "日本語のディスク", "a".repeat(47), "a".repeat(48), "a".repeat(49), "b".repeat(200));
+    const encode = (hostname: string) => toBinary(MetricBatchSchema, create(MetricBatchSchema, { hostname }));
+    const encoded = names.map(encode);
+    for (const order of [names.keys(), [...names.keys()].reverse(), [...names.keys()].map((i) => (i * 7919) % names.length)]) {
+      for (const i of order) expect(fastFromBinary(MetricBatchSchema, encoded[i]!).hostname).toBe(names[i]);
+    }
+    // a string that differs from a cached one only in its last byte is not taken for it
+    expect(fastFromBinary(MetricBatchSchema, encode("sda1")).hostname).toBe("sda1");
+    expect(fastFromBinary(MetricBatchSchema, encode("sda2")).hostname).toBe("sda2");
+    expect(fastFromBinary(MetricBatchSchema, encode("sda1")).hostname).toBe("sda1");
+  });
+
   it("throws on truncated or malformed input and never reads past the end", () => {
     const batch = create(MetricBatchSchema, {
       hostname: "web-01",
