@@ -13,6 +13,7 @@ import {
 } from "../../gen/spectra/v1/agent_service_pb.js";
 import type { MetricBatch } from "../../gen/spectra/v1/metrics_pb.js";
 import type { Services } from "../services.js";
+import type { IngestResult } from "../ingest/ingest-service.js";
 import { checkHostname } from "../agents/hostname.js";
 import { enrollmentStateOf } from "../agents/agent-registry.js";
 import type { StreamWatch } from "../agents/access.js";
@@ -31,6 +32,22 @@ function batchInput(batch: MetricBatch | undefined) {
     collectorStatus: batch.collectorStatus,
     rawEnvelopes: rawEnvelopesOf(batch),
   };
+}
+
+/**
+ * Checks that the caller may send `req`'s batch and starts its ingest. The batch is taken out of the request: the
+ * handler's frame and the stream iterators under it keep the request while the commit is awaited (V8 keeps a
+ * suspended function's locals), and must not keep the decoded messages alive with it (see TsdbEngine.prepare).
+ */
+function startIngest(
+  s: Services,
+  ctx: HandlerContext,
+  req: { batch?: MetricBatch | undefined },
+): { sequence: bigint; result: Promise<IngestResult> } {
+  const input = batchInput(req.batch);
+  req.batch = undefined;
+  if (input.hostname !== "") agentActingAs(ctx, input.hostname);
+  return { sequence: input.sequence, result: s.ingest.ingest(input) };
 }
 
 /** The agent calling, which must be acting as `hostname` (identity binding; checked before anything is stored). */
@@ -118,16 +135,15 @@ export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentSer
         const res = create(StreamMetricsResponseSchema);
         // Each batch is committed before the next one is read, so a broken stream loses nothing acknowledged.
         for await (const req of untilRevoked(reqs, watch)) {
-          const input = batchInput(req.batch);
-          if (input.hostname !== "") agentActingAs(ctx, input.hostname); // a batch for another host ends the stream
+          const { sequence, result } = startIngest(s, ctx, req); // a batch for another host ends the stream
           try {
-            const r = await s.ingest.ingest(input);
-            res.ackedSequences.push(input.sequence);
+            const r = await result;
+            res.ackedSequences.push(sequence);
             res.storedEnvelopes += r.stored;
             if (r.duplicate) res.duplicateBatches++;
           } catch (err) {
             if (!(err instanceof InvalidInputError)) throw err;
-            res.rejectedSequences.push(input.sequence);
+            res.rejectedSequences.push(sequence);
             if (res.rejectedReason === "") res.rejectedReason = err.message;
           }
         }
@@ -137,11 +153,10 @@ export function createAgentServiceImpl(s: Services): ServiceImpl<typeof AgentSer
       }
     },
     async pushMetrics(req, ctx) {
-      const input = batchInput(req.batch);
-      if (input.hostname !== "") agentActingAs(ctx, input.hostname);
-      const r = await s.ingest.ingest(input);
+      const { sequence, result } = startIngest(s, ctx, req);
+      const r = await result;
       return create(PushMetricsResponseSchema, {
-        ackedSequence: input.sequence,
+        ackedSequence: sequence,
         storedEnvelopes: r.stored,
         duplicate: r.duplicate,
       });

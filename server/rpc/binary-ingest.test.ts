@@ -2,6 +2,8 @@ import { create, equals, fromBinary, fromJson, toJson } from "@bufbuild/protobuf
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/spectra/v1/agent_service_pb.js";
 import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
@@ -119,5 +121,47 @@ describe("binary metric uploads", () => {
     const snaps = await store.listEnvelopes({ hostname, limit: 100 });
     expect(snaps.length).toBeGreaterThan(0);
     for (const sn of snaps) expect(envs.some((e) => equals(MetricEnvelopeSchema, e, sn.envelope))).toBe(true);
+  });
+  it("keeps none of a batch's decoded messages alive while its commit is awaited", async () => {
+    // What waits for a group commit is the store's encoded rows and the head's numbers (TsdbEngine.prepare), not the
+    // messages: suspended handlers and stream generators keep their locals, which kept every in-flight batch alive.
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const store = app.services.store;
+    const writeBatch = store.writeBatch.bind(store);
+    for (const [hostname, streaming] of [
+      ["held-stream", true],
+      ["held-push", false],
+    ] as const) {
+      const client = createClient(AgentService, createConnectTransport({ baseUrl: app.baseUrl, httpVersion: "2", interceptors: [bearer(await app.agentKey(hostname))] }));
+      const refs: Array<WeakRef<object>> = [];
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      let entered!: () => void;
+      const inWrite = new Promise<void>((r) => (entered = r));
+      store.writeBatch = (b) => {
+        refs.push(new WeakRef(b.envelopes), new WeakRef(b.envelopes[0]!));
+        const written = writeBatch(b);
+        entered();
+        return held.then(() => written);
+      };
+      try {
+        const batch = create(MetricBatchSchema, { hostname, sessionId: "s", sequence: 1n, envelopes: envelopes(5, Date.UTC(2026, 10, 27, 14)) });
+        const acked = streaming
+          ? client.streamMetrics((async function* () { yield { batch }; })()).then((r) => r.ackedSequences)
+          : client.pushMetrics({ batch }).then((r) => [r.ackedSequence]);
+        await inWrite;
+        for (let i = 0; i < 3; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+          gc();
+        }
+        expect(refs.map((r) => r.deref() === undefined), hostname).toEqual([true, true]);
+        release();
+        expect(await acked).toEqual([1n]);
+      } finally {
+        store.writeBatch = writeBatch;
+      }
+      expect((await app.services.tsdb.latest(hostname)).length).toBeGreaterThan(15);
+    }
   });
 });

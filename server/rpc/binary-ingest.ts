@@ -65,12 +65,15 @@ export function rawBatchImpl(impl: ServiceImpl<typeof AgentService>): Partial<Se
   };
   return {
     streamMetrics(reqs: AsyncIterable<{ batch: Uint8Array }>, ctx: Parameters<typeof impl.streamMetrics>[1]) {
+      // The decoded batch is not a local of the generator: a suspended generator keeps its locals, and this one is
+      // suspended while the batch's commit is awaited (see startIngest in agent-service.ts).
+      const request = (bytes: Uint8Array) => {
+        const batch = decode(bytes);
+        return { $typeName: "spectra.v1.StreamMetricsRequest", ...(batch ? { batch } : {}) } as never;
+      };
       return impl.streamMetrics(
         (async function* () {
-          for await (const r of reqs) {
-            const batch = decode(r.batch);
-            yield { $typeName: "spectra.v1.StreamMetricsRequest", ...(batch ? { batch } : {}) } as never;
-          }
+          for await (const r of reqs) yield request(r.batch);
         })(),
         ctx,
       );

@@ -283,7 +283,8 @@ export interface Store {
    * one WAL row (the envelopes as a MetricBatch; its samples go to chunks when the head flushes), the snapshot
    * envelopes (see listEnvelopes) and the host's received-envelope count. (The latest envelope per (type, key) is
    * written by commitFlush: TsdbEngine.latest serves newer ones from memory.)
-   * Resolved writes are durable, and resolve in call order with increasing WAL ids.
+   * Resolved writes are durable, and resolve in call order with increasing WAL ids. The batch is read during the call
+   * (prepareWrite) and not kept: the caller's messages need not live until the commit.
    */
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult>;
   /**

@@ -408,6 +408,28 @@ function expectBuckets(got: Buckets, want: Buckets) {
 }
 
 describe("TsdbEngine.forgetHost", () => {
+  it("a batch prepared before its host was removed is appended to new series once committed", async () => {
+    const h = new Harness();
+    await h.open();
+    await h.ingest([cpu(T0, 1), disk(T0, "/", 50)], "h1");
+    const env = [cpu(T0 + 5_000, 2), disk(T0 + 5_000, "/", 51)];
+    for (const e of env) e.hostname = "h1";
+    const prepared = h.engine.prepare("h1", env); // resolved to h1's current series, as ingest does before the commit
+    await h.engine.forgetHost("h1", () => h.store.removeAgent("h1", { atMs: h.clock, reason: "test", deleteData: true }));
+    // the freed slots are taken by another host's series meanwhile
+    await h.ingest([cpu(T0, 9), disk(T0, "/data", 9)], "h2");
+    const r = await h.store.writeBatch({ hostname: "h1", sessionId: "", sequence: 0n, envelopes: env, collectorStatus: [], receivedAtMs: h.clock });
+    h.engine.appendPrepared(r.walId, prepared);
+    const usage = async (host: string) => (await h.engine.samples(h.series("cpu.usage", host), 0, Number.MAX_SAFE_INTEGER)).v;
+    expect(await usage("h1")).toEqual([2]);
+    expect(h.engine.select({ hostname: "h1" }).map((s) => `${s.metric}{${s.labelsText}}`).sort()).toContain('disk.disk_used_pct{mountpoint="/"}');
+    expect(await usage("h2")).toEqual([9]);
+    await h.engine.flush();
+    await h.crashAndReopen();
+    expect(await usage("h1")).toEqual([2]);
+    expect(await usage("h2")).toEqual([9]);
+  });
+
   it("forgets a removed host: its series leave memory and later flushes do not write them back", async () => {
     const h = new Harness();
     await h.open();

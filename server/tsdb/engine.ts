@@ -78,6 +78,36 @@ interface LatestEnvelope {
   env?: MetricEnvelope;
 }
 
+/** One label set's metrics on one host (a flattened group's key and metric names) and their series slots. */
+interface GroupEntry {
+  readonly key: string;
+  readonly metrics: readonly string[];
+  readonly series: Int32Array;
+  readonly labels: Labels;
+}
+
+/**
+ * A batch resolved to series by {@link TsdbEngine.prepare}, waiting for its commit: per flattened group (in order)
+ * its entry, all values in one array (`entries[k].metrics.length` each, NaN where absent), and per envelope with a
+ * timestamp its time, the end of its groups, and what its latest-envelope record needs.
+ */
+export interface PreparedAppend {
+  readonly hostname: string;
+  /** The host's group cache when prepared: a removed host gets a new one, and the entries are resolved again. */
+  readonly cache: Map<string, GroupEntry[]>;
+  readonly entries: readonly GroupEntry[];
+  readonly values: Float64Array;
+  readonly env: {
+    t: number[];
+    groupEnd: number[];
+    type: string[];
+    key: string[];
+    bytes: (Uint8Array | undefined)[];
+    /** The message itself, only for an envelope given without its bytes. */
+    message: (MetricEnvelope | undefined)[];
+  };
+}
+
 export interface FlushStats {
   series: number;
   chunks: number;
@@ -98,7 +128,7 @@ export class TsdbEngine {
   /** Every series' state, by slot. */
   private readonly head = new SeriesTable();
   /** Per host: group key → (metrics array → slots parallel to it). */
-  private readonly groupCache = new Map<string, Map<string, { metrics: readonly string[]; series: Int32Array }[]>>();
+  private readonly groupCache = new Map<string, Map<string, GroupEntry[]>>();
   private readonly live = new Map<string, Set<(samples: LiveSample[]) => void>>();
   /**
    * Per host: the newest envelope per (type, key) received since the last flush (stored by the next flush), as its
@@ -106,6 +136,8 @@ export class TsdbEngine {
    */
   private latestEnv = new Map<string, Map<string, LatestEnvelope>>();
   private readonly groups: SeriesGroup[] = [];
+  /** prepare's values, before they are copied out at their final length. */
+  private scratchValues = new Float64Array(4096);
   private maxAppendedWal = 0;
   /** Hours before this are rolled up (ms, hour aligned); undefined until the first sample. */
   private horizon: number | undefined;
@@ -241,13 +273,85 @@ export class TsdbEngine {
   }
 
   /**
-   * Appends the samples of a committed batch (WAL row `walId`). Called right after Store.writeBatch resolves, in
-   * commit order. `replay` skips samples a flush already stored. `bytes[i]`, when given, is envelope i's binary
-   * encoding (kept, copied, as the host's latest envelope of its kind).
+   * Appends the samples of a committed batch (WAL row `walId`): {@link prepare} and {@link appendPrepared} in one
+   * step (WAL replay, tests). `replay` skips samples a flush already stored.
    */
   append(walId: number, hostname: string, envelopes: readonly MetricEnvelope[], replay = false, bytes?: readonly Uint8Array[]): void {
+    this.appendPrepared(walId, this.prepare(hostname, envelopes, bytes), replay);
+  }
+
+  /**
+   * Resolves a batch's samples to series without touching their data (new series are created, empty), before its
+   * commit: the result holds numbers, series entries and the envelopes' bytes, not the decoded messages, so the
+   * caller can let the messages go while the store commits. Decoded batches that lived through the commit wait were
+   * most of what V8's young-generation collections had to copy (docs/benchmarks.md, "Storage"). `bytes[i]`, when
+   * given, is envelope i's binary encoding (copied, when appended, as the host's latest envelope of its kind).
+   */
+  prepare(hostname: string, envelopes: readonly MetricEnvelope[], bytes?: readonly Uint8Array[]): PreparedAppend {
     let cache = this.groupCache.get(hostname);
     if (!cache) this.groupCache.set(hostname, (cache = new Map()));
+    const withBytes = bytes !== undefined && bytes.length === envelopes.length ? bytes : undefined;
+    const entries: GroupEntry[] = [];
+    const env: PreparedAppend["env"] = { t: [], groupEnd: [], type: [], key: [], bytes: [], message: [] };
+    const groups = this.groups;
+    let values = this.scratchValues;
+    let n = 0;
+    for (let e = 0; e < envelopes.length; e++) {
+      const m = envelopes[e]!;
+      const ts = m.timestamp;
+      if (!ts) continue;
+      groups.length = 0;
+      flattenEnvelope(m, groups);
+      for (let g = 0; g < groups.length; g++) {
+        const group = groups[g]!;
+        entries.push(this.entryFor(hostname, cache, group.key, group.metrics, group.labels));
+        const vs = group.values;
+        if (n + vs.length > values.length) {
+          const grown = new Float64Array(Math.max(values.length * 2, n + vs.length));
+          grown.set(values.subarray(0, n));
+          this.scratchValues = values = grown;
+        }
+        for (let i = 0; i < vs.length; i++) values[n++] = vs[i]!;
+      }
+      const src = withBytes?.[e];
+      env.t.push(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6));
+      env.groupEnd.push(entries.length);
+      env.type.push(m.type);
+      env.key.push(envelopeKey(m));
+      env.bytes.push(src);
+      env.message.push(src ? undefined : m);
+    }
+    groups.length = 0;
+    return { hostname, cache, entries, values: values.slice(0, n), env };
+  }
+
+  /** The cache entry (series slots) of one label set's metrics on a host, creating its series when new. */
+  private entryFor(
+    hostname: string,
+    cache: Map<string, GroupEntry[]>,
+    key: string,
+    metrics: readonly string[],
+    labels: Labels,
+  ): GroupEntry {
+    let list = cache.get(key);
+    if (!list) cache.set(key, (list = []));
+    for (let i = 0; i < list.length; i++) if (list[i]!.metrics === metrics) return list[i]!;
+    const labelsText = canonicalLabels(labels);
+    const series = Int32Array.from(metrics, (m) => this.addSeries(hostname, m, labels, labelsText));
+    const entry: GroupEntry = { key, metrics, series, labels: this.internedLabels.get(labelsText) ?? labels };
+    list.push(entry);
+    return entry;
+  }
+
+  /**
+   * Appends a prepared batch once it is committed (WAL row `walId`). Called right after Store.writeBatch resolves,
+   * in commit order. Entries of a host removed since {@link prepare} are resolved again (new series).
+   */
+  appendPrepared(walId: number, p: PreparedAppend, replay = false): void {
+    const hostname = p.hostname;
+    let cache = this.groupCache.get(hostname);
+    if (!cache) this.groupCache.set(hostname, (cache = new Map()));
+    const entries = cache === p.cache ? p.entries : p.entries.map((x) => this.entryFor(hostname, cache, x.key, x.metrics, x.labels));
     const listeners = this.live.get(hostname);
     const liveOut: LiveSample[] | undefined = listeners && listeners.size > 0 ? [] : undefined;
     const target = this.opts.chunkTarget;
@@ -255,18 +359,19 @@ export class TsdbEngine {
     const h = this.head;
     let latest = this.latestEnv.get(hostname);
     if (!latest) this.latestEnv.set(hostname, (latest = new Map()));
-    const withBytes = bytes !== undefined && bytes.length === envelopes.length ? bytes : undefined;
-    for (let e = 0; e < envelopes.length; e++) {
-      const env = envelopes[e]!;
-      const ts = env.timestamp;
-      if (!ts) continue;
-      const t = Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6);
-      const key = envelopeKey(env);
-      const lk = `${env.type}\u0000${key}`;
+    const env = p.env;
+    const values = p.values;
+    let o = 0;
+    let vi = 0;
+    for (let e = 0; e < env.t.length; e++) {
+      const t = env.t[e]!;
+      const type = env.type[e]!;
+      const key = env.key[e]!;
+      const lk = `${type}\u0000${key}`;
       const prev = latest.get(lk);
       if (!prev || t >= prev.t) {
         // a copy: the bytes given are views into the request or WAL row, which must not stay alive for this
-        const src = withBytes?.[e];
+        const src = env.bytes[e];
         if (src && prev?.bytes && prev.bytes.length >= src.length) {
           prev.bytes.set(src);
           prev.len = src.length;
@@ -275,31 +380,19 @@ export class TsdbEngine {
         } else if (src) {
           const bytes = new Uint8Array(src.length + (src.length >>> 3) + 16); // room for the next one's varints
           bytes.set(src);
-          latest.set(lk, { type: env.type, key, t, bytes, len: src.length });
+          latest.set(lk, { type, key, t, bytes, len: src.length });
         } else {
-          latest.set(lk, { type: env.type, key, t, len: 0, env });
+          latest.set(lk, { type, key, t, len: 0, env: env.message[e]! });
         }
       }
-      const groups = this.groups;
-      groups.length = 0;
-      flattenEnvelope(env, groups);
-      for (const g of groups) {
-        let entries = cache.get(g.key);
-        if (!entries) cache.set(g.key, (entries = []));
-        let entry = entries.find((x) => x.metrics === g.metrics);
-        if (!entry) {
-          const labelsText = canonicalLabels(g.labels);
-          entry = {
-            metrics: g.metrics,
-            series: Int32Array.from(g.metrics, (m) => this.addSeries(hostname, m, g.labels, labelsText)),
-          };
-          entries.push(entry);
-        }
-        const values = g.values;
-        for (let i = 0; i < values.length; i++) {
-          const v = values[i]!;
+      const first = o;
+      const end = env.groupEnd[e]!;
+      for (; o < end; o++) {
+        const series = entries[o]!.series;
+        for (let i = 0; i < series.length; i++) {
+          const v = values[vi++]!;
           if (Number.isNaN(v)) continue;
-          const s = entry.series[i]!;
+          const s = series[i]!;
           if (replay && walId <= h.walMax[s]! && h.dirty[s] === 0) continue; // already in a stored chunk
           h.append(s, t, v, walId, target, span);
           if (this.horizon !== undefined && t < this.horizon) (h.lateHours[s] ??= new Set()).add(floorTo(t, HOUR));
@@ -309,7 +402,7 @@ export class TsdbEngine {
       }
       if (this.horizon === undefined) {
         this.horizon = floorTo(t, HOUR);
-        for (const g of groups) for (const s of cache.get(g.key)!.find((x) => x.metrics === g.metrics)!.series) h.rollFrom[s] = Math.min(h.rollFrom[s]!, t);
+        for (let k = first; k < end; k++) for (const s of entries[k]!.series) h.rollFrom[s] = Math.min(h.rollFrom[s]!, t);
       }
     }
     if (walId > this.maxAppendedWal) this.maxAppendedWal = walId;

@@ -12,7 +12,6 @@ import {
 } from "../../../gen/spectra/v1/diagnostics_pb.js";
 import type { CollectorStatus } from "../../../gen/spectra/v1/metrics_pb.js";
 import { QueueFullError } from "../../errors.js";
-import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
 import {
   statusFromJson,
   statusToJson,
@@ -26,7 +25,6 @@ import {
   type EnvelopeRow,
   type StatusRow,
 } from "../rows.js";
-import { envelopeKey } from "../envelope-key.js";
 import {
   AGENT_ACCESS_COLUMNS,
   agentAccessValues,
@@ -62,7 +60,7 @@ import type {
   StoredEnvelope,
   WalRow,
 } from "../store.js";
-import { encodeBatch } from "../wal-payload.js";
+import { prepareWrite, type PreparedWrite } from "../prepared-write.js";
 import { runPostgresMigrations } from "./migrations.js";
 
 /** Options of {@link openPostgresStore}. */
@@ -132,7 +130,7 @@ function clientConfig(url: string, role = "spectra-server"): pg.ClientConfig {
 }
 
 interface Queued {
-  batch: BatchWrite;
+  batch: PreparedWrite;
   resolve: (r: BatchWriteResult) => void;
   reject: (e: unknown) => void;
 }
@@ -294,7 +292,7 @@ class PostgresStore implements Store {
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult> {
     if (this.closed) return Promise.reject(new Error("store is closed"));
     return new Promise((resolve, reject) => {
-      this.queue.push({ batch, resolve, reject });
+      this.queue.push({ batch: prepareWrite(batch), resolve, reject });
       this.queuedCount++;
       if (!this.draining) {
         this.draining = true;
@@ -348,7 +346,7 @@ class PostgresStore implements Store {
     return c;
   }
 
-  private async writeGroupRetrying(group: BatchWrite[]): Promise<BatchWriteResult[]> {
+  private async writeGroupRetrying(group: PreparedWrite[]): Promise<BatchWriteResult[]> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.writeGroup(group);
@@ -358,7 +356,7 @@ class PostgresStore implements Store {
     }
   }
 
-  private async writeGroup(group: BatchWrite[]): Promise<BatchWriteResult[]> {
+  private async writeGroup(group: PreparedWrite[]): Promise<BatchWriteResult[]> {
     let c = (this.writer ??= await this.connectWriter());
     try {
       await c.query("BEGIN");
@@ -383,9 +381,9 @@ class PostgresStore implements Store {
     }
   }
 
-  private async writeGroupIn(c: pg.Client, group: BatchWrite[]): Promise<BatchWriteResult[]> {
+  private async writeGroupIn(c: pg.Client, group: PreparedWrite[]): Promise<BatchWriteResult[]> {
     // 1. Replay keys: a key seen earlier in this group, or already stored, makes the batch a duplicate.
-    const keyOf = (b: BatchWrite) => `${b.hostname}\u0000${b.sessionId}\u0000${seqText(b.sequence)}`;
+    const keyOf = (b: PreparedWrite) => `${b.hostname}\u0000${b.sessionId}\u0000${seqText(b.sequence)}`;
     const isNew = group.map((b) => b.sessionId === "");
     const firstIndex = new Map<string, number>();
     group.forEach((b, i) => {
@@ -430,34 +428,25 @@ class PostgresStore implements Store {
       payload: [] as Buffer[],
     };
     const counts = new Map<string, number>();
-    const walIdOf = new Map<BatchWrite, number>();
-    const bytesOf = new Map<BatchWrite, Uint8Array[]>();
+    const walIdOf = new Map<PreparedWrite, number>();
     fresh.forEach((b, n) => {
-      const encoded = encodeBatch(b.hostname, b.envelopes, b.encoded);
       const id = ids[n]!;
       walIdOf.set(b, id);
-      bytesOf.set(b, encoded.envelopes);
       wal.id.push(id);
       wal.host.push(b.hostname);
       wal.received.push(b.receivedAtMs);
-      wal.payload.push(buf(encoded.wal));
-      b.envelopes.forEach((env, i) => {
-        const ts = env.timestamp
-          ? Number(env.timestamp.seconds) * 1000 + Math.floor(env.timestamp.nanos / 1e6)
-          : b.receivedAtMs;
-        const key = pgText(envelopeKey(env));
-        const type = pgText(env.type);
-        const bytes = buf(encoded.envelopes[i]!);
-        if (env.payload.case !== undefined && isSnapshotCase(env.payload.case)) {
-          snap.host.push(b.hostname);
-          snap.type.push(type);
-          snap.key.push(key);
-          snap.ts.push(ts);
-          snap.received.push(b.receivedAtMs);
-          snap.payload.push(bytes);
-        }
-      });
-      if (b.envelopes.length > 0) counts.set(b.hostname, (counts.get(b.hostname) ?? 0) + b.envelopes.length);
+      wal.payload.push(buf(b.wal));
+      const s = b.snapshots;
+      for (let i = 0; i < s.type.length; i++) {
+        snap.host.push(b.hostname);
+        snap.type.push(pgText(s.type[i]!));
+        snap.key.push(pgText(s.key[i]!));
+        snap.ts.push(s.tsMs[i]!);
+        snap.received.push(b.receivedAtMs);
+        snap.payload.push(buf(s.bytes[i]!));
+      }
+      const count = b.envelopeBytes.length;
+      if (count > 0) counts.set(b.hostname, (counts.get(b.hostname) ?? 0) + count);
     });
 
     await c.query(
@@ -484,7 +473,7 @@ class PostgresStore implements Store {
 
     return group.map((b, i) =>
       isNew[i]
-        ? { duplicate: false, stored: b.envelopes.length, walId: walIdOf.get(b)!, envelopeBytes: bytesOf.get(b)! }
+        ? { duplicate: false, stored: b.envelopeBytes.length, walId: walIdOf.get(b)!, envelopeBytes: b.envelopeBytes }
         : { duplicate: true, stored: 0, walId: 0 },
     );
   }

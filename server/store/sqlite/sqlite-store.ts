@@ -24,8 +24,7 @@ import {
   type EnvelopeRow,
   type StatusRow,
 } from "../rows.js";
-import { envelopeKey } from "../envelope-key.js";
-import { encodeBatch } from "../wal-payload.js";
+import { prepareWrite, type PreparedWrite } from "../prepared-write.js";
 import { isSnapshotCase } from "../../tsdb/flatten/flatten.js";
 import { QueueFullError } from "../../errors.js";
 import {
@@ -64,7 +63,7 @@ import {
 import { sqliteMigrations } from "./migrations.js";
 
 interface Pending {
-  batch: BatchWrite;
+  batch: PreparedWrite;
   resolve: (r: BatchWriteResult) => void;
   reject: (e: unknown) => void;
 }
@@ -227,7 +226,7 @@ class SqliteStore implements Store {
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult> {
     if (this.closed) return Promise.reject(new Error("store is closed"));
     return new Promise((resolve, reject) => {
-      this.pending.push({ batch, resolve, reject });
+      this.pending.push({ batch: prepareWrite(batch), resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         const wait = this.lastCommitMs + this.groupCommitMs - performance.now();
@@ -253,24 +252,20 @@ class SqliteStore implements Store {
     group.forEach((p, i) => p.resolve(results[i]!));
   }
 
-  private writeOne(b: BatchWrite): BatchWriteResult {
+  private writeOne(b: PreparedWrite): BatchWriteResult {
     if (b.sessionId !== "") {
       const r = this.stmt.insertBatchKey.run(b.hostname, b.sessionId, b.sequence, b.receivedAtMs);
       if (r.changes === 0) return { duplicate: true, stored: 0, walId: 0 };
     }
-    const encoded = encodeBatch(b.hostname, b.envelopes, b.encoded);
-    const walId = Number(this.stmt.insertWal.run(b.hostname, b.receivedAtMs, encoded.wal).lastInsertRowid);
-    b.envelopes.forEach((env, i) => {
-      const ts = env.timestamp ? Number(env.timestamp.seconds) * 1000 + Math.floor(env.timestamp.nanos / 1e6) : b.receivedAtMs;
-      const key = envelopeKey(env);
-      const bytes = encoded.envelopes[i]!;
-      if (env.payload.case !== undefined && isSnapshotCase(env.payload.case)) {
-        this.stmt.insertEnvelope.run(b.hostname, env.type, key, ts, b.receivedAtMs, bytes);
-      }
-    });
-    if (b.envelopes.length > 0) this.stmt.countHost.run(b.hostname, b.envelopes.length);
+    const walId = Number(this.stmt.insertWal.run(b.hostname, b.receivedAtMs, b.wal).lastInsertRowid);
+    const snap = b.snapshots;
+    for (let i = 0; i < snap.type.length; i++) {
+      this.stmt.insertEnvelope.run(b.hostname, snap.type[i], snap.key[i], snap.tsMs[i], b.receivedAtMs, snap.bytes[i]);
+    }
+    const n = b.envelopeBytes.length;
+    if (n > 0) this.stmt.countHost.run(b.hostname, n);
     // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
-    return { duplicate: false, stored: b.envelopes.length, walId, envelopeBytes: encoded.envelopes };
+    return { duplicate: false, stored: n, walId, envelopeBytes: b.envelopeBytes };
   }
 
   async listEnvelopes(q: {
