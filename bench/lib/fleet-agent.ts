@@ -18,6 +18,7 @@
  * Everything is bounded: ticks stop at stopAtMs, open windows half-close then, and whatever has not answered after
  * the drain period is aborted.
  */
+import { setPriority } from "node:os";
 import { parentPort } from "node:worker_threads";
 import { Agent as HttpAgent, request } from "node:http";
 import { setMaxListeners } from "node:events";
@@ -48,6 +49,12 @@ export interface FleetInit {
   reportIntervalMs: number;
   enrollConcurrency: number;
   enrollDeadlineMs: number;
+  /**
+   * Niceness of this worker thread (0: unchanged). Linux sets it per thread, so the server, a process of its own,
+   * keeps its priority: on a machine too small for both, the server gets the CPU it needs and the simulated agents
+   * run late instead (their lateness shows as fewer samples sent than the fleet's nominal rate).
+   */
+  nice: number;
 }
 
 export interface FleetRun {
@@ -82,6 +89,9 @@ export interface FleetRunReport {
   legacyAt: number[];
   legacyMs: number[];
   legacySamples: number[];
+  /** Per batch made on an agent's tick (Connect and legacy): wall time and samples (the simulator's actual pace). */
+  madeAt: number[];
+  madeSamples: number[];
   /** Commands seen on CommandPoll: id and wall time of arrival. */
   arrivals: Array<[id: string, atMs: number]>;
   sentBatches: number;
@@ -130,6 +140,7 @@ parentPort?.on("message", (msg: Msg) => {
 });
 
 async function init(o: FleetInit): Promise<FleetInitReport> {
+  if (o.nice > 0) setPriority(o.nice); // this thread only (Linux)
   const t0 = performance.now();
   const { templates } = buildPool({ templates: Math.min(o.templates, o.agents), batchEnvelopes: 0, vmFormat: undefined });
   const mine = poolAgents(templates, o.agents, o.runStartMs, o.runTag).filter((a) => a.id % o.workers === o.worker);
@@ -229,6 +240,8 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
     legacyMs: [],
     legacySamples: [],
     arrivals: [],
+    madeAt: [],
+    madeSamples: [],
     sentBatches: 0,
     resentBatches: 0,
     rejectedBatches: 0,
@@ -299,6 +312,8 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
     const signal = new Signal();
     ticks(a.id, () => {
       const n = a.nextBatch();
+      rep.madeAt.push(now());
+      rep.madeSamples.push(n.samples);
       queue.push({ req: encodeRequestWithBatch(n), sequence: n.sequence, samples: n.samples, sentAt: 0, resent: false });
       if (queue.length > 10_000) queue.shift(); // the agent's spool is bounded too
       signal.notify();
@@ -461,6 +476,8 @@ async function run(r: FleetRun): Promise<FleetRunReport> {
     let inFlight = 0;
     ticks(a.id, () => {
       const n = a.nextBatch();
+      rep.madeAt.push(now());
+      rep.madeSamples.push(n.samples);
       if (inFlight >= 3) {
         errors.add("legacy POST /api/v1/metrics", new Error("3 posts still waiting: batch dropped"));
         return;
