@@ -743,6 +743,22 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       await store.close();
     });
 
+    it("caps the queue under concurrent enqueues for one host", async () => {
+      const store = await factory.open();
+      // On PostgreSQL these run on several pool connections at once (opened first, so that the enqueues start
+      // together): the cap holds only if the count and the insert of one enqueue do not interleave with another's.
+      await Promise.all(Array.from({ length: 10 }, () => store.countPendingCommands("web-02")));
+      const results = await Promise.allSettled(
+        Array.from({ length: 12 }, (_, i) =>
+          store.enqueueCommand({ command: command(`race${i}`), hostname: "web-02", createdAtMs: 1_000 + i, requestedBy: "test" }, 3),
+        ),
+      );
+      expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(3);
+      for (const r of results) if (r.status === "rejected") expect(r.reason).toBeInstanceOf(QueueFullError);
+      expect(await store.countPendingCommands("web-02")).toBe(3);
+      await store.close();
+    });
+
     it("queues commands in order, caps the queue, delivers each once", async () => {
       const store = await factory.open();
       for (let i = 0; i < 3; i++) await store.enqueueCommand({ command: command(`c${i}`), hostname: "web-01", createdAtMs: 1_000 + i, requestedBy: "test" }, 3);

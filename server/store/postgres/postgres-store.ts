@@ -1045,29 +1045,24 @@ class PostgresStore implements Store {
     rec: { command: Command; hostname: string; createdAtMs: number; requestedBy: string },
     maxQueued: number,
   ): Promise<void> {
-    const c = await this.pool.connect();
-    try {
-      await c.query("BEGIN");
-      // One enqueue per host at a time across every server: the count and the insert must not interleave.
-      await c.query("SELECT pg_advisory_xact_lock($1, hashtext($2))", [COMMAND_LOCK_CLASS, rec.hostname]);
-      const { rows } = await c.query<{ n: number }>(
-        "SELECT count(*) AS n FROM commands WHERE hostname = $1 AND state = $2",
-        [rec.hostname, CommandState.QUEUED],
-      );
-      if (rows[0]!.n >= maxQueued) throw new QueueFullError(rec.hostname, maxQueued);
-      await c.query(
-        `INSERT INTO commands (id, hostname, state, command, created_ms, requested_by) VALUES ($1, $2, $3, $4, $5, $6)`,
-        [rec.command.id, rec.hostname, CommandState.QUEUED, buf(toBinary(CommandSchema, rec.command)), rec.createdAtMs, rec.requestedBy],
-      );
-      // Delivered to listeners when (and only if) the transaction commits.
-      await c.query("SELECT pg_notify('command_queued', $1)", [this.tag(rec.hostname)]);
-      await c.query("COMMIT");
-    } catch (err) {
-      await c.query("ROLLBACK").catch(() => undefined);
-      throw err;
-    } finally {
-      c.release();
-    }
+    // One call (migration 6): the per-host advisory lock (one enqueue per host at a time across every server: the
+    // count and the insert must not interleave), the queue-size check, the insert and the notification, delivered
+    // to listeners when (and only if) the statement's transaction commits.
+    const { rows } = await this.pool.query<{ ok: boolean }>(
+      "SELECT spectra_enqueue_command($1, $2, $3, $4, $5, $6, $7, $8, $9) AS ok",
+      [
+        COMMAND_LOCK_CLASS,
+        rec.command.id,
+        rec.hostname,
+        CommandState.QUEUED,
+        buf(toBinary(CommandSchema, rec.command)),
+        rec.createdAtMs,
+        rec.requestedBy,
+        maxQueued,
+        this.tag(rec.hostname),
+      ],
+    );
+    if (rows[0]?.ok !== true) throw new QueueFullError(rec.hostname, maxQueued);
   }
 
   claimNextCommand(hostname: string, atMs: number): Promise<CommandRecord | undefined> {
