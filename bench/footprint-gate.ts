@@ -76,35 +76,22 @@ export function judge(m: Measurement, b: Pick<Baseline, "peakRssMiB" | "cpuMsPer
   const rssOk = m.peakRssMiB <= rssLimit;
   const pct = (x: number, base: number) => `${x >= base ? "+" : ""}${(((x - base) / base) * 100).toFixed(0)} %`;
   const rssLine = `peak RSS ${m.peakRssMiB.toFixed(1)} MiB, baseline ${b.peakRssMiB.toFixed(1)} MiB (${pct(m.peakRssMiB, b.peakRssMiB)}; limit ${rssLimit.toFixed(1)} MiB, +${RSS_TOLERANCE * 100} %): ${rssOk ? "ok" : "TOO HIGH"}`;
+  let cpuOk: boolean;
+  let cpuLimit: number;
+  let cpuLine: string;
   if (b.referenceCpuMsPer5s !== undefined && b.referenceCpuMsPer5s > 0 && m.referenceCpuMsPer5s > 0) {
     // CPU as a ratio to the reference process measured in the same window: a slower or busier machine slows both.
     const base = b.cpuMsPer5s / b.referenceCpuMsPer5s;
     const ratio = m.cpuMsPer5s / m.referenceCpuMsPer5s;
-    const cpuLimit = base * (1 + CPU_TOLERANCE);
-    const cpuOk = ratio <= cpuLimit;
-    return {
-      rssOk,
-      cpuOk,
-      rssLimit,
-      cpuLimit,
-      lines: [
-        rssLine,
-        `CPU ${m.cpuMsPer5s.toFixed(2)} ms per 5 s = ${ratio.toFixed(3)} × the reference process's ${m.referenceCpuMsPer5s.toFixed(2)} ms in the same window; baseline ${base.toFixed(3)} × (${b.cpuMsPer5s.toFixed(2)} / ${b.referenceCpuMsPer5s.toFixed(2)} ms) (${pct(ratio, base)}; limit ${cpuLimit.toFixed(3)} ×, +${CPU_TOLERANCE * 100} %): ${cpuOk ? "ok" : "TOO HIGH"}`,
-      ],
-    };
+    cpuLimit = base * (1 + CPU_TOLERANCE);
+    cpuOk = ratio <= cpuLimit;
+    cpuLine = `CPU ${m.cpuMsPer5s.toFixed(2)} ms per 5 s = ${ratio.toFixed(3)} × the reference process's ${m.referenceCpuMsPer5s.toFixed(2)} ms in the same window; baseline ${base.toFixed(3)} × (${b.cpuMsPer5s.toFixed(2)} / ${b.referenceCpuMsPer5s.toFixed(2)} ms) (${pct(ratio, base)}; limit ${cpuLimit.toFixed(3)} ×, +${CPU_TOLERANCE * 100} %): ${cpuOk ? "ok" : "TOO HIGH"}`;
+  } else {
+    cpuLimit = b.cpuMsPer5s * (1 + CPU_TOLERANCE);
+    cpuOk = m.cpuMsPer5s <= cpuLimit;
+    cpuLine = `CPU ${m.cpuMsPer5s.toFixed(2)} ms per 5 s, baseline ${b.cpuMsPer5s.toFixed(2)} ms (${pct(m.cpuMsPer5s, b.cpuMsPer5s)}; limit ${cpuLimit.toFixed(2)} ms, +${CPU_TOLERANCE * 100} %): ${cpuOk ? "ok" : "TOO HIGH"}`;
   }
-  const cpuLimit = b.cpuMsPer5s * (1 + CPU_TOLERANCE);
-  const cpuOk = m.cpuMsPer5s <= cpuLimit;
-  return {
-    rssOk,
-    cpuOk,
-    rssLimit,
-    cpuLimit,
-    lines: [
-      rssLine,
-      `CPU ${m.cpuMsPer5s.toFixed(2)} ms per 5 s, baseline ${b.cpuMsPer5s.toFixed(2)} ms (${pct(m.cpuMsPer5s, b.cpuMsPer5s)}; limit ${cpuLimit.toFixed(2)} ms, +${CPU_TOLERANCE * 100} %): ${cpuOk ? "ok" : "TOO HIGH"}`,
-    ],
-  };
+  return { rssOk, cpuOk, rssLimit, cpuLimit, lines: [rssLine, cpuLine] };
 }
 
 /**
