@@ -26,3 +26,9 @@ export function envelopeKey(env: MetricEnvelope): string {
       return "";
   }
 }
+
+/** An envelope's timestamp in whole milliseconds (sub-millisecond nanos dropped), or `fallbackMs` when it has none. */
+export function envelopeTimeMs(env: MetricEnvelope, fallbackMs: number): number {
+  const ts = env.timestamp;
+  return ts ? Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6) : fallbackMs;
+}

@@ -1,5 +1,5 @@
 import { isSnapshotCase } from "../tsdb/flatten/flatten.js";
-import { envelopeKey } from "./envelope-key.js";
+import { envelopeKey, envelopeTimeMs } from "./envelope-key.js";
 import type { BatchWrite } from "./store.js";
 import { encodeBatch } from "./wal-payload.js";
 
@@ -27,10 +27,9 @@ export function prepareWrite(b: BatchWrite): PreparedWrite {
   const snapshots: PreparedWrite["snapshots"] = { type: [], key: [], tsMs: [], bytes: [] };
   b.envelopes.forEach((env, i) => {
     if (env.payload.case === undefined || !isSnapshotCase(env.payload.case)) return;
-    const ts = env.timestamp;
     snapshots.type.push(env.type);
     snapshots.key.push(envelopeKey(env));
-    snapshots.tsMs.push(ts ? Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6) : b.receivedAtMs);
+    snapshots.tsMs.push(envelopeTimeMs(env, b.receivedAtMs));
     snapshots.bytes.push(encoded.envelopes[i]!);
   });
   return {

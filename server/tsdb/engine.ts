@@ -12,7 +12,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import type { Logger } from "../../common/logger.js";
 import { MetricBatchSchema, MetricEnvelopeSchema, type MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
 import type { ChunkRow, LatestRow, RetentionCutoffs, RollupRow, RollupTier, Store, StoredEnvelope } from "../store/store.js";
-import { envelopeKey } from "../store/envelope-key.js";
+import { envelopeKey, envelopeTimeMs } from "../store/envelope-key.js";
 import { fastToBinary } from "../../common/proto/fast-encode.js";
 import { fastFromBinary } from "../../common/proto/fast-decode.js";
 import { envelopeSlices } from "../store/wal-payload.js";
@@ -298,8 +298,7 @@ export class TsdbEngine {
     let n = 0;
     for (let e = 0; e < envelopes.length; e++) {
       const m = envelopes[e]!;
-      const ts = m.timestamp;
-      if (!ts) continue;
+      if (!m.timestamp) continue;
       groups.length = 0;
       flattenEnvelope(m, groups);
       for (let g = 0; g < groups.length; g++) {
@@ -314,7 +313,7 @@ export class TsdbEngine {
         for (let i = 0; i < vs.length; i++) values[n++] = vs[i]!;
       }
       const src = withBytes?.[e];
-      env.t.push(Number(ts.seconds) * 1000 + Math.floor(ts.nanos / 1e6));
+      env.t.push(envelopeTimeMs(m, 0));
       env.groupEnd.push(entries.length);
       env.type.push(m.type);
       env.key.push(envelopeKey(m));
