@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { fsync as realFsync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -6,6 +8,10 @@ import { describeStoreContract } from "../store-contract.js";
 import { openSqliteStore } from "./sqlite-store.js";
 import Database from "better-sqlite3";
 import { sqliteMigrations } from "./migrations.js";
+import { HostInfoSchema } from "../../../gen/spectra/v1/agent_service_pb.js";
+import { MetricEnvelopeSchema } from "../../../gen/spectra/v1/metrics_pb.js";
+import { CommandSchema } from "../../../gen/spectra/v1/diagnostics_pb.js";
+import type { FsyncFn } from "./wal-sync.js";
 
 const dir = mkdtempSync(join(tmpdir(), "spectra-sqlite-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -69,5 +75,86 @@ describe("sqlite store specifics", () => {
     const [, b0, c0] = await run(0);
     expect(c0).toBeGreaterThan(b0!); // without a window: a commit per turn with writes
     ticking = false;
+  });
+
+  describe("durability off the event loop", () => {
+    /** An fsync that waits until the test lets it go (then runs the real one). */
+    function heldFsync() {
+      const held: Array<() => void> = [];
+      let calls = 0;
+      const fsync: FsyncFn = (fd, cb) => {
+        calls++;
+        held.push(() => realFsync(fd, cb));
+      };
+      return { fsync, held, calls: () => calls, release: () => held.splice(0).forEach((go) => go()) };
+    }
+    const settled = async <T>(p: Promise<T>) => {
+      let done = false;
+      void p.then(() => (done = true), () => (done = true));
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      return done;
+    };
+    const batch = (seq: number) => ({
+      hostname: "h",
+      sessionId: "s",
+      sequence: BigInt(seq),
+      envelopes: [create(MetricEnvelopeSchema, { type: "cpu", hostname: "h", timestamp: timestampFromMs(1_000 * seq), payload: { case: "cpu", value: { usage: seq } } })],
+      collectorStatus: [],
+      receivedAtMs: 1,
+    });
+
+    it("resolves a write only after the WAL is fsynced, one fsync for the writes that wait together", async () => {
+      const f = heldFsync();
+      const store = openSqliteStore(join(dir, "held-fsync.db"), { fsync: f.fsync });
+      const first = store.writeBatch(batch(1));
+      const second = store.writeBatch(batch(2));
+      expect(await settled(first)).toBe(false); // committed, not yet on disk
+      expect(f.calls()).toBe(1); // both in one group commit, one fsync
+      const command = create(CommandSchema, { id: "c1" });
+      const enqueued = store.enqueueCommand({ command, hostname: "h", createdAtMs: 1, requestedBy: "t" }, 10);
+      expect(await settled(enqueued)).toBe(false);
+      f.release(); // the first fsync ends; the enqueue's starts after it
+      expect((await first).duplicate).toBe(false);
+      expect((await second).stored).toBe(1);
+      expect(await settled(enqueued)).toBe(false);
+      expect(f.calls()).toBe(2);
+      f.release();
+      await enqueued;
+      f.release();
+      const closing = store.close();
+      for (let i = 0; i < 20 && f.held.length === 0; i++) await new Promise((r) => setImmediate(r));
+      f.release();
+      await closing;
+    });
+
+    it("rejects the waiting writes and every later one when an fsync fails", async () => {
+      let fail = true;
+      const fsync: FsyncFn = (fd, cb) => (fail ? setImmediate(() => cb(Object.assign(new Error("EIO: i/o error"), { code: "EIO" }))) : realFsync(fd, cb));
+      const store = openSqliteStore(join(dir, "failed-fsync.db"), { fsync });
+      await expect(store.writeBatch(batch(1))).rejects.toThrow(/fsync of the SQLite WAL failed: EIO/);
+      fail = false; // a later fsync that succeeds proves nothing: the kernel may have dropped the failed pages
+      await expect(store.upsertAgent(create(HostInfoSchema, { hostname: "h" }), [], 1)).rejects.toThrow(/EIO/);
+      await store.close();
+    });
+
+    it("copies the WAL into the database on the checkpointer's thread, not in the writer's commits", async () => {
+      const path = join(dir, "checkpointer.db");
+      const store = openSqliteStore(path, { checkpointIntervalMs: 50 });
+      const before = statSync(path).size;
+      // ~200 commits of a few pages each: far below SQLite's own checkpoint threshold (1,000 pages), which the
+      // writer's connection has turned off; only the checkpointer makes the database file grow meanwhile.
+      for (let i = 1; i <= 200; i++) await store.writeBatch(batch(i));
+      let after = statSync(path).size;
+      for (let i = 0; i < 100 && after <= before; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        after = statSync(path).size;
+      }
+      expect(after).toBeGreaterThan(before);
+      await store.close();
+      expect(() => statSync(`${path}-wal`)).toThrow(); // the last connection to close removed the WAL
+      const db = new Database(path, { readonly: true });
+      expect((db.prepare("SELECT count(*) AS n FROM wal").get() as { n: number }).n).toBe(200);
+      db.close();
+    });
   });
 });

@@ -61,6 +61,8 @@ import {
   type WalRow,
 } from "../store.js";
 import { sqliteMigrations } from "./migrations.js";
+import { WalSync, type FsyncFn } from "./wal-sync.js";
+import { Checkpointer } from "./checkpointer.js";
 
 interface Pending {
   batch: PreparedWrite;
@@ -93,14 +95,32 @@ class Rollback {
   constructor(readonly reason: "conflict" | "token-unusable") {}
 }
 
+export interface SqliteStoreOptions {
+  /** A batch commit waits until this long after the previous one (group commit across agents); default 0. */
+  groupCommitMs?: number;
+  /** How often the checkpointer thread copies the WAL into the database; default 500 ms. */
+  checkpointIntervalMs?: number;
+  /** How the WAL is flushed to disk (tests inject a slow or failing one); default `fs.fsync`. */
+  fsync?: FsyncFn;
+}
+
+/** The WAL file is cut back to this size when SQLite starts it over (it otherwise keeps its largest size). */
+const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
+
 /**
  * Opens (creating and migrating) the SQLite store at `path` (":memory:" for tests).
- * WAL with synchronous=FULL: a resolved write survives a crash or power loss. Concurrent batch writes are grouped
- * into one transaction per event-loop turn (group commit), so many agents cost one fsync, not one each. With
- * `groupCommitMs`, a commit also waits until that long after the previous one: live agents send their batches one
- * at a time, so without it thousands of agents cost a commit (and an fsync) per batch on the main thread.
+ *
+ * Durability: a resolved write survives a crash or power loss, without the event loop waiting for the disk. The
+ * connection runs in WAL mode with `synchronous = NORMAL` (a commit does not fsync) and every write method resolves
+ * only after `WalSync` has fsynced the WAL from libuv's thread pool; checkpoints (copying the WAL into the database,
+ * with their own fsyncs) run on a worker thread with its own connection (`Checkpointer`) instead of inside a commit.
+ * If the WAL file cannot be opened, the store falls back to `synchronous = FULL` with SQLite's own checkpoints.
+ *
+ * Concurrent batch writes are grouped into one transaction per event-loop turn (group commit), and concurrent
+ * barriers share one fsync, so many agents cost one each. With `groupCommitMs`, a commit also waits until that long
+ * after the previous one: live agents send their batches one at a time.
  */
-export function openSqliteStore(path: string, opts: { groupCommitMs?: number } = {}): Store {
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Store {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("page_size = 8192");
@@ -108,7 +128,17 @@ export function openSqliteStore(path: string, opts: { groupCommitMs?: number } =
   db.pragma("synchronous = FULL");
   db.pragma("busy_timeout = 5000");
   migrate(db);
-  return new SqliteStore(db, opts.groupCommitMs ?? 0);
+  let sync: WalSync | undefined;
+  if (path !== ":memory:" && db.pragma("journal_mode", { simple: true }) === "wal") {
+    try {
+      sync = WalSync.open(`${path}-wal`, opts.fsync);
+    } catch {
+      sync = undefined; // no WAL file to sync: SQLite's own synchronous = FULL stays
+    }
+  }
+  const store = new SqliteStore(db, opts.groupCommitMs ?? 0, sync);
+  if (sync) store.checkpointOffThread(path, opts.checkpointIntervalMs ?? 500);
+  return store;
 }
 
 function migrate(db: Database.Database): void {
@@ -133,10 +163,13 @@ class SqliteStore implements Store {
   private readonly writeGroup;
   /** Statements prepared on first use, by SQL text (every text is a constant of this file: the map stays small). */
   private readonly statements = new Map<string, Database.Statement>();
+  private checkpointer: Checkpointer | undefined;
 
   constructor(
     private readonly db: Database.Database,
     private readonly groupCommitMs: number,
+    /** Present when commits do not fsync themselves (`synchronous = NORMAL`): writes resolve after its barrier. */
+    private readonly sync: WalSync | undefined,
   ) {
     this.stmt = {
       insertBatchKey: db.prepare(
@@ -216,6 +249,32 @@ class SqliteStore implements Store {
     this.writeGroup = db.transaction((group: Pending[]) => group.map((p) => this.writeOne(p.batch)));
   }
 
+  /**
+   * Moves durability and checkpoints off this thread (see openSqliteStore). If the checkpointer fails, this
+   * connection checkpoints again as SQLite does by default, so the WAL stays bounded.
+   */
+  checkpointOffThread(path: string, intervalMs: number): void {
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("wal_autocheckpoint = 0");
+    this.db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT}`);
+    const cp = new Checkpointer(path, intervalMs, () => {
+      if (!this.closed) this.db.pragma("wal_autocheckpoint = 1000");
+      void cp.stop();
+      if (this.checkpointer === cp) this.checkpointer = undefined;
+    });
+    this.checkpointer = cp;
+  }
+
+  /** `value` once every commit made so far is on disk (at once when commits sync themselves). */
+  private durable<T>(value: T): Promise<T> {
+    return this.sync ? this.sync.barrier().then(() => value) : Promise.resolve(value);
+  }
+
+  /** Runs `fn` in a transaction; resolves with its result once the commit is on disk. */
+  private durableTx<T>(fn: () => T): Promise<T> {
+    return this.durable(this.db.transaction(fn)());
+  }
+
   /** The statement for `sql`, prepared once (preparing costs more than running most of these). */
   private prepared(sql: string): Database.Statement {
     let st = this.statements.get(sql);
@@ -249,7 +308,10 @@ class SqliteStore implements Store {
       for (const p of group) p.reject(err);
       return;
     }
-    group.forEach((p, i) => p.resolve(results[i]!));
+    this.durable(results).then(
+      (r) => group.forEach((p, i) => p.resolve(r[i]!)),
+      (err: unknown) => group.forEach((p) => p.reject(err)),
+    );
   }
 
   private writeOne(b: PreparedWrite): BatchWriteResult {
@@ -310,12 +372,12 @@ class SqliteStore implements Store {
   }
 
   async ensureSeries(series: SeriesIdentity[]): Promise<number[]> {
-    return this.db.transaction(() =>
+    return this.durableTx(() =>
       series.map((s) => {
         const row = this.stmt.findSeries.get(s.hostname, s.metric, s.labels) as { id: number } | undefined;
         return row ? row.id : Number(this.stmt.insertSeries.run(s.hostname, s.metric, s.labels).lastInsertRowid);
       }),
-    )();
+    );
   }
 
   async listSeries(q: { hostname?: string; metric?: string }): Promise<SeriesRow[]> {
@@ -341,7 +403,7 @@ class SqliteStore implements Store {
 
   async commitFlush(f: FlushWrite): Promise<{ chunkIds: number[] }> {
     this.flush(); // batches queued before this flush are committed first (WAL ids stay ordered)
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       let nextId = -1;
       const chunkIds = f.chunks.map((c) => {
         if (c.id !== undefined) {
@@ -372,7 +434,7 @@ class SqliteStore implements Store {
       for (const [k, v] of Object.entries(f.meta ?? {})) this.stmt.setMeta.run(k, v);
       for (const l of f.latest ?? []) this.stmt.upsertLatest.run(l.hostname, l.type, l.key, l.timestampMs, l.payload);
       return { chunkIds };
-    })();
+    });
   }
 
   async readChunks(seriesIds: number[], fromMs: number, toMs: number): Promise<ChunkRow[]> {
@@ -398,7 +460,7 @@ class SqliteStore implements Store {
     cutoffs: RetentionCutoffs,
     windowMs: Record<RollupTier, number>,
   ): Promise<{ chunks: number; rollups: number; snapshots: number }> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       // chunks are clustered by series: one range per series (chunks belong to stored series; removeAgent deletes both)
       const chunks = this
         .prepared("DELETE FROM chunks WHERE series_id IN (SELECT id FROM series) AND max_t < ?")
@@ -411,7 +473,7 @@ class SqliteStore implements Store {
       }
       const snapshots = this.prepared("DELETE FROM envelopes WHERE ts_ms < ?").run(cutoffs.raw).changes;
       return { chunks, rollups, snapshots };
-    })();
+    });
   }
 
   async sizeBytes(): Promise<number> {
@@ -424,6 +486,7 @@ class SqliteStore implements Store {
 
   async upsertAgent(host: HostInfo, collectors: string[], atMs: number): Promise<void> {
     this.stmt.upsertAgent.run(host.hostname, toBinary(HostInfoSchema, host), JSON.stringify(collectors), atMs, atMs);
+    return this.durable(undefined);
   }
 
   async touchAgent(hostname: string, atMs: number, collectorStatus?: CollectorStatus[]): Promise<void> {
@@ -432,11 +495,12 @@ class SqliteStore implements Store {
     } else {
       this.stmt.touchAgent.run(atMs, hostname);
     }
+    return this.durable(undefined);
   }
 
   async touchAgents(contacts: AgentContact[]): Promise<void> {
     if (contacts.length === 0) return;
-    this.db.transaction(() => {
+    await this.durableTx(() => {
       for (const c of contacts) {
         if (c.collectorStatus && c.collectorStatus.length > 0) {
           this.stmt.touchAgentStatus.run(c.atMs, statusToJson(c.collectorStatus), c.hostname);
@@ -444,21 +508,21 @@ class SqliteStore implements Store {
           this.stmt.touchAgent.run(c.atMs, c.hostname);
         }
       }
-    })();
+    });
   }
 
   async recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]> {
     if (changes.length === 0) return [];
     const latest = this.prepared("SELECT status, at_ms FROM agent_status WHERE hostname = ? ORDER BY at_ms DESC, id DESC LIMIT 1");
     const insert = this.prepared("INSERT INTO agent_status (hostname, at_ms, status) VALUES (?, ?, ?)");
-    return this.db.transaction(() =>
+    return this.durableTx(() =>
       changes.map((change) => {
         const last = latest.get(change.hostname) as { status: string; at_ms: number } | undefined;
         if (last && (last.status === change.status || change.atMs < last.at_ms)) return false;
         insert.run(change.hostname, change.atMs, change.status);
         return true;
       }),
-    )();
+    );
   }
 
   async agentTimeline(q: { hostname: string; fromMs: number; toMs: number; limit: number }): Promise<{
@@ -490,7 +554,7 @@ class SqliteStore implements Store {
   }
 
   async removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       const open = this
         .prepared("SELECT id, command FROM commands WHERE hostname = ? AND state IN (?, ?) ORDER BY created_ms, rowid")
         .all(hostname, OPEN_STATES[0], OPEN_STATES[1]) as { id: string; command: Buffer }[];
@@ -516,7 +580,7 @@ class SqliteStore implements Store {
         out.timeline = this.prepared("DELETE FROM agent_status WHERE hostname = ?").run(hostname).changes;
       }
       return out;
-    })();
+    });
   }
 
   async getAgent(hostname: string): Promise<AgentRecord | undefined> {
@@ -532,7 +596,7 @@ class SqliteStore implements Store {
     rec: { command: Command; hostname: string; createdAtMs: number; requestedBy: string },
     maxQueued: number,
   ): Promise<void> {
-    this.db.transaction(() => {
+    await this.durableTx(() => {
       const { n } = this.stmt.countQueued.get(rec.hostname, CommandState.QUEUED) as { n: number };
       if (n >= maxQueued) throw new QueueFullError(rec.hostname, maxQueued);
       this.stmt.insertCommand.run(
@@ -543,20 +607,20 @@ class SqliteStore implements Store {
         rec.createdAtMs,
         rec.requestedBy,
       );
-    })();
+    });
   }
 
   async claimNextCommand(hostname: string, atMs: number): Promise<CommandRecord | undefined> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       const row = this.stmt.oldestQueued.get(hostname, CommandState.QUEUED) as CommandRow | undefined;
       if (!row) return undefined;
       this.stmt.markDelivered.run(CommandState.DELIVERED, atMs, row.id);
       return toCommandRecord({ ...row, state: CommandState.DELIVERED, delivered_ms: atMs });
-    })();
+    });
   }
 
   async requeueCommand(id: string, hostname: string): Promise<boolean> {
-    return this.stmt.requeue.run(CommandState.QUEUED, id, hostname, CommandState.DELIVERED).changes === 1;
+    return this.durable(this.stmt.requeue.run(CommandState.QUEUED, id, hostname, CommandState.DELIVERED).changes === 1);
   }
 
   async finishCommand(
@@ -566,7 +630,7 @@ class SqliteStore implements Store {
     outcome: CommandOutcome | undefined,
     atMs: number,
   ): Promise<CommandRecord | undefined> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       const row = this.stmt.getCommand.get(id) as CommandRow | undefined;
       if (!row || row.hostname !== hostname) return undefined;
       // A finished command keeps its first result: an agent retrying a result must not overwrite it.
@@ -574,7 +638,7 @@ class SqliteStore implements Store {
       const bytes = outcome ? Buffer.from(toBinary(CommandOutcomeSchema, outcome)) : null;
       this.stmt.finishCommand.run(state, bytes, atMs, id);
       return toCommandRecord({ ...row, state, outcome: bytes, finished_ms: atMs });
-    })();
+    });
   }
 
   async getCommand(id: string): Promise<CommandRecord | undefined> {
@@ -594,11 +658,11 @@ class SqliteStore implements Store {
   }
 
   async expireCommands(beforeMs: number, atMs: number): Promise<string[]> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       const ids = (this.stmt.expirable.all(OPEN_STATES[0], OPEN_STATES[1], beforeMs) as { id: string }[]).map((r) => r.id);
       for (const id of ids) this.stmt.expire.run(CommandState.EXPIRED, atMs, id);
       return ids;
-    })();
+    });
   }
 
   // ----------------------------------------------------------------------------------------------- access control
@@ -610,7 +674,7 @@ class SqliteStore implements Store {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       )
       .run(rec.id, rec.name, rec.role, rec.secretHash, rec.createdAtMs, rec.createdBy, rec.lastUsedMs ?? null, rec.revokedAtMs ?? null);
-    return r.changes === 1;
+    return this.durable(r.changes === 1);
   }
 
   async getAdminToken(id: string): Promise<AdminTokenRecord | undefined> {
@@ -627,7 +691,7 @@ class SqliteStore implements Store {
   }
 
   async revokeAdminToken(nameOrId: string, atMs: number): Promise<AdminTokenRecord | undefined> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       const row = (this.prepared("SELECT * FROM admin_tokens WHERE id = ?").get(nameOrId) ??
         this.prepared("SELECT * FROM admin_tokens WHERE name = ?").get(nameOrId)) as AdminTokenRow | undefined;
       if (!row) return undefined;
@@ -636,13 +700,14 @@ class SqliteStore implements Store {
         row.revoked_ms = atMs;
       }
       return toAdminTokenRecord(row);
-    })();
+    });
   }
 
   async touchAdminToken(id: string, atMs: number): Promise<void> {
     this
       .prepared("UPDATE admin_tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)")
       .run(atMs, id, atMs);
+    return this.durable(undefined);
   }
 
   async createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void> {
@@ -664,6 +729,7 @@ class SqliteStore implements Store {
         rec.revokedAtMs ?? null,
         rec.createdBy,
       );
+    return this.durable(undefined);
   }
 
   async getEnrollmentToken(id: string): Promise<EnrollmentTokenRecord | undefined> {
@@ -677,11 +743,11 @@ class SqliteStore implements Store {
   }
 
   async revokeEnrollmentToken(id: string, atMs: number): Promise<boolean> {
-    return this.db.transaction(() => {
+    return this.durableTx(() => {
       if (!this.prepared("SELECT 1 FROM enrollment_tokens WHERE id = ?").get(id)) return false;
       this.prepared("UPDATE enrollment_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL").run(atMs, id);
       return true;
-    })();
+    });
   }
 
   async getAgentAccess(hostname: string): Promise<AgentAccessRecord | undefined> {
@@ -714,7 +780,7 @@ class SqliteStore implements Store {
     const version = (expectedVersion ?? 0) + 1;
     const values = agentAccessValues(rec, version, (b) => (b ? 1 : 0));
     try {
-      this.db.transaction(() => {
+      await this.durableTx(() => {
         if (consumeToken) {
           const used = this
             .prepared(
@@ -736,7 +802,7 @@ class SqliteStore implements Store {
             .run(...values.slice(1), rec.hostname, expectedVersion);
           if (r.changes !== 1) throw new Rollback("conflict");
         }
-      })();
+      });
     } catch (err) {
       if (err instanceof Rollback) return { ok: false, reason: err.reason };
       throw err;
@@ -745,13 +811,16 @@ class SqliteStore implements Store {
   }
 
   async deleteAgentAccess(hostname: string): Promise<boolean> {
-    return this.prepared("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1;
+    return this.durable(this.prepared("DELETE FROM agent_access WHERE hostname = ?").run(hostname).changes === 1);
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.flush();
     this.closed = true;
+    // The checkpointer's connection first, so that closing this one (the last) checkpoints and removes the WAL.
+    await this.checkpointer?.stop();
+    await this.sync?.close(); // after the barriers already asked (the last group commit's)
     this.db.close();
   }
 }
