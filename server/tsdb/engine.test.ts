@@ -345,6 +345,36 @@ describe("TsdbEngine flush in slices", () => {
     await h.store.close();
   });
 
+  it("shrinks its slices when they hold the event loop past the budget", async () => {
+    const h = new Harness();
+    const perCall: number[] = [];
+    const real = h.store;
+    h.store = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === "commitFlush") {
+          return (w: Parameters<Store["commitFlush"]>[0]) => {
+            perCall.push(w.flushed.length);
+            const until = performance.now() + w.flushed.length; // 1 ms of work per series, on the event loop
+            while (performance.now() < until);
+            return target.commitFlush(w);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    await h.open({ flushSliceBudgetMs: 10 });
+    const many = Array.from({ length: 40 }, (_, i) => `host-${i}`); // 40 hosts x 5 cpu series
+    for (const host of many) await h.ingest([cpu(T0, 1)], host);
+    const stats = await h.engine.flush();
+    expect(stats.series).toBe(200);
+    expect(perCall[0]).toBe(64); // the first slice at the starting size: 64 ms, over the budget
+    // then the floor of 16 series (16 ms here, still over: never fewer than that per slice)
+    expect(perCall.slice(1).every((n) => n <= 16)).toBe(true);
+    expect(perCall.reduce((a, b) => a + b, 0)).toBe(200);
+    await h.store.close();
+  });
+
   it("writes slices while ingest goes on; a failed slice loses and doubles nothing, also across a crash", async () => {
     for (const crashAfterFailure of [false, true]) {
       const h = new Harness();

@@ -34,8 +34,13 @@ export interface TsdbOptions {
   rollupGraceMs: number;
   /** Series rolled up per flush when an hour closes (spreads the work over flushes). */
   rollupSeriesPerFlush: number;
-  /** Series written per flush transaction; the event loop runs between slices (ingest goes on during a flush). */
+  /** Most series written per flush transaction; the event loop runs between slices (ingest goes on during a flush). */
   flushSliceSeries: number;
+  /**
+   * Target time of one flush slice (its chunks, rollups and transaction): slices shrink when they take longer and
+   * grow when they take under half of it, so a flush never holds the event loop for long, whatever the series cost.
+   */
+  flushSliceBudgetMs: number;
   /** How long each tier is kept. */
   retentionMs: RetentionCutoffs;
   retentionEveryMs: number;
@@ -49,11 +54,17 @@ export const DEFAULT_TSDB_OPTIONS: Omit<TsdbOptions, "clock"> = {
   rollupGraceMs: 120_000,
   rollupSeriesPerFlush: 20_000,
   flushSliceSeries: 2_000,
+  flushSliceBudgetMs: 10,
   retentionMs: { raw: 7 * 86_400_000, "1m": 90 * 86_400_000, "1h": 730 * 86_400_000 },
   retentionEveryMs: 3_600_000,
 };
 
 const HORIZON_KEY = "rollup_horizon";
+/**
+ * Fewest series per flush slice however slow they are: every slice costs a transaction and a wait for the disk, so
+ * a flush of 124,000 series must not become 124,000 slices (at this floor, ~7,800).
+ */
+const MIN_SLICE = 16;
 const HOUR = 3_600_000;
 
 /** Samples appended for one host in one batch, for live subscribers. */
@@ -143,6 +154,10 @@ export class TsdbEngine {
   private horizon: number | undefined;
   /** The hour being rolled up across flushes, and the series still to do. */
   private rollingHour: { start: number; todo: number[] } | undefined;
+  /** Series (or hosts) per flush slice, learnt from the slices' durations (see flushSliceBudgetMs). */
+  private sliceSize = 64;
+  /** How long the last flush slice held the event loop: from its start until its transaction was handed over. */
+  private lastSliceMs = 0;
   /** The running flush (or host removal): one at a time. */
   private flushing: Promise<unknown> | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -519,27 +534,44 @@ export class TsdbEngine {
     this.latestEnv = new Map();
     const latestHosts = [...latestEnv.keys()];
 
-    const size = Math.max(1, this.opts.flushSliceSeries);
-    const slices = Math.max(1, Math.ceil(list.length / size), Math.ceil(latestHosts.length / size));
+    // Slices cover the dirty series and the hosts with latest envelopes in step: `units` is the longer list, and a
+    // slice of units [u0, u1) writes the same share of both.
+    const units = Math.max(1, list.length, latestHosts.length);
+    const seriesAt = (u: number) => Math.floor((u * list.length) / units);
+    const hostsAt = (u: number) => Math.floor((u * latestHosts.length) / units);
+    const maxSize = Math.max(1, this.opts.flushSliceSeries);
+    const budget = this.opts.flushSliceBudgetMs;
     const stats: FlushStats = { series: 0, chunks: 0, rollups: 0, walDeletedBelow: walBelow };
-    let done = 0;
+    let done = 0; // units stored
     try {
-      for (let k = 0; k < slices; k++) {
-        if (k > 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        const last = k === slices - 1;
-        const part = list.slice(k * size, (k + 1) * size);
-        const hosts = latestHosts.slice(Math.floor((k * latestHosts.length) / slices), Math.floor(((k + 1) * latestHosts.length) / slices));
-        const r = await this.flushSlice(part, work, latestEnv, hosts, last ? walBelow : undefined, last ? due.meta : undefined);
-        done = k + 1;
+      while (true) {
+        if (done > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+        const size = Math.min(maxSize, Math.max(MIN_SLICE, this.sliceSize));
+        const end = Math.min(units, done + size);
+        const last = end === units;
+        const r = await this.flushSlice(
+          list.slice(seriesAt(done), seriesAt(end)),
+          work,
+          latestEnv,
+          latestHosts.slice(hostsAt(done), hostsAt(end)),
+          last ? walBelow : undefined,
+          last ? due.meta : undefined,
+        );
+        // Only the slice's own time counts (the wait for its commit to reach the disk lets other work run).
+        const took = this.lastSliceMs;
+        if (took > budget) this.sliceSize = Math.max(MIN_SLICE, Math.floor(((end - done) * budget) / took));
+        else if (took < budget / 2 && end - done >= size) this.sliceSize = Math.min(maxSize, size * 2);
+        done = end;
         stats.series += r.series;
         stats.chunks += r.chunks;
         stats.rollups += r.rollups;
+        if (last) break;
       }
     } catch (err) {
       // Slices before `done` are stored; the rest goes back to the head for the next flush.
-      const failed = new Set(list.slice(done * size));
+      const failed = new Set(list.slice(seriesAt(done)));
       due.undo((s) => failed.has(s));
-      const failedHosts = new Set(latestHosts.slice(Math.floor((done * latestHosts.length) / slices)));
+      const failedHosts = new Set(latestHosts.slice(hostsAt(done)));
       this.restoreLatest(new Map([...latestEnv].filter(([host]) => failedHosts.has(host))));
       throw err;
     }
@@ -568,6 +600,7 @@ export class TsdbEngine {
     meta: Record<string, string> | undefined,
   ): Promise<{ series: number; chunks: number; rollups: number }> {
     const h = this.head;
+    const started = performance.now();
     await this.assignIds(part);
     const chunks: ChunkRow[] = [];
     /** Per chunk row: the open chunk it is (slot and open-chunk number), to give it the row id; else undefined. */
@@ -619,14 +652,16 @@ export class TsdbEngine {
     let rollups: RollupRow[] = [];
     try {
       rollups = due.length > 0 ? await this.computeRollups(due, chunks) : [];
-      ({ chunkIds } = await this.store.commitFlush({
+      const committing = this.store.commitFlush({
         chunks,
         rollups,
         flushed,
         ...(deleteWalBelow !== undefined ? { deleteWalBelow } : {}),
         latest,
         ...(meta ? { meta } : {}),
-      }));
+      });
+      this.lastSliceMs = performance.now() - started; // SQLite's transaction ran in that call; only its fsync waits
+      ({ chunkIds } = await committing);
     } catch (err) {
       // Back into the head: the closed chunks and out-of-order samples this slice took, and the dirty marks.
       for (const { s, closed, ooo } of taken) {
