@@ -253,14 +253,18 @@ export function createPresence(deps: {
   /** Loads the registered agents, their report intervals and latest stored status (start, then every syncEveryMs). */
   async function sync(first: boolean): Promise<void> {
     const started = clock();
-    const [agents, statuses, access] = await Promise.all([store.listAgents(), store.latestAgentStatuses(), store.listAgentAccess()]);
+    const [agents, statuses, access] = await Promise.all([
+      store.listAgentContacts(),
+      store.latestAgentStatuses(),
+      store.listAgentAccess(),
+    ]);
     const stored = new Map(statuses.map((s) => [s.hostname, s]));
     const intervals = new Map(access.map((a) => [a.hostname, a.reportIntervalMs]));
     const waiting = new Set(pending.map((p) => p.hostname));
     const seen = new Set<string>();
     const now = clock();
     for (const a of agents) {
-      const h = a.host.hostname;
+      const h = a.hostname;
       seen.add(h);
       let e = entries.get(h);
       if (!e) {

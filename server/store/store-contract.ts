@@ -599,6 +599,10 @@ export function describeStoreContract(name: string, factory: StoreFactory): void
       expect(web!.collectorStatus[0]).toMatchObject({ name: "cpu", health: CollectorHealth.ERROR, error: "boom" });
       expect(await store.getAgent("db-01")).toMatchObject({ lastSeenMs: 6_000, collectorStatus: [] });
       expect(await store.getAgent("ghost")).toBeUndefined();
+      expect(await store.listAgentContacts()).toEqual([
+        { hostname: "db-01", lastSeenMs: 6_000 },
+        { hostname: "web-01", lastSeenMs: 5_000 },
+      ]);
       await store.close();
     });
 

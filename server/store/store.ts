@@ -353,6 +353,12 @@ export interface Store {
   removeAgent(hostname: string, opts: { atMs: number; reason: string; deleteData: boolean }): Promise<AgentRemoval>;
   getAgent(hostname: string): Promise<AgentRecord | undefined>;
   listAgents(): Promise<AgentRecord[]>;
+  /**
+   * Every registered agent's hostname and last contact, by hostname: what the presence tracker reloads every
+   * 30 s. Not `listAgents`: decoding every agent's host info and collector status held the event loop for
+   * 300-380 ms at 1,000 agents (docs/benchmarks.md, "Fleet scale").
+   */
+  listAgentContacts(): Promise<Array<{ hostname: string; lastSeenMs: number }>>;
 
   /** Queues a command unless the host already has `maxQueued` queued commands (then QueueFullError). */
   enqueueCommand(

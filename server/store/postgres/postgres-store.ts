@@ -1030,6 +1030,13 @@ class PostgresStore implements Store {
     return rows[0] && toAgentRecord(rows[0]);
   }
 
+  async listAgentContacts(): Promise<Array<{ hostname: string; lastSeenMs: number }>> {
+    const { rows } = await this.pool.query<{ hostname: string; last_seen_ms: number }>(
+      "SELECT hostname, last_seen_ms FROM agents ORDER BY hostname",
+    );
+    return rows.map((r) => ({ hostname: r.hostname, lastSeenMs: Number(r.last_seen_ms) }));
+  }
+
   async listAgents(): Promise<AgentRecord[]> {
     return (await this.pool.query<AgentRow>("SELECT * FROM agents ORDER BY hostname")).rows.map(toAgentRecord);
   }

@@ -588,6 +588,14 @@ class SqliteStore implements Store {
     return row && toAgentRecord(row);
   }
 
+  async listAgentContacts(): Promise<Array<{ hostname: string; lastSeenMs: number }>> {
+    const rows = this.prepared("SELECT hostname, last_seen_ms FROM agents ORDER BY hostname").all() as Array<{
+      hostname: string;
+      last_seen_ms: number;
+    }>;
+    return rows.map((r) => ({ hostname: r.hostname, lastSeenMs: r.last_seen_ms }));
+  }
+
   async listAgents(): Promise<AgentRecord[]> {
     return (this.stmt.listAgents.all() as AgentRow[]).map(toAgentRecord);
   }
