@@ -135,6 +135,30 @@ describe("presence", () => {
     await store.close();
   });
 
+  it("writes a large fleet's contacts 100 agents per transaction, the event loop free between them", async () => {
+    const { clock, presence, register, store } = setup({ persistEveryMs: 5_000, maxPerTick: 10_000 });
+    await presence.start(false);
+    const hosts = Array.from({ length: 250 }, (_, i) => `h-${i}`);
+    for (const h of hosts) await register(h, 1_000);
+    store.touches.length = 0;
+    clock.now += 6_000;
+    for (const h of hosts) presence.contact(h);
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    count();
+    await presence.tick();
+    counting = false;
+    expect(store.touches.map((t) => t.length)).toEqual([100, 100, 50]);
+    expect(turns).toBeGreaterThanOrEqual(3); // other work ran between the writes
+    for (const h of [hosts[0]!, hosts[249]!]) expect((await store.getAgent(h))!.lastSeenMs).toBe(clock.now);
+    await presence.stop();
+    await store.close();
+  });
+
   it("after a restart counts silence from the server's start, and takes the stored status over", async () => {
     const first = setup();
     await first.presence.start(false);

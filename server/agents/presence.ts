@@ -50,6 +50,8 @@ export interface PresenceOptions {
 
 /** Status changes written per transaction. */
 const STATUS_WRITE_BATCH = 500;
+/** Agents' last contacts written per transaction (see persist). */
+const PERSIST_BATCH = 100;
 
 export const DEFAULT_PRESENCE_OPTIONS: PresenceOptions = {
   staleAfter: 3,
@@ -228,26 +230,33 @@ export function createPresence(deps: {
     }
   }
 
-  /** Writes the last contact of the given entries (all due ones when undefined). */
+  /**
+   * Writes the last contact (and changed collector status) of the given entries, PERSIST_BATCH per transaction with
+   * the event loop free between them: one transaction for a fleet's worth (each status encoded as JSON) held the
+   * loop for ~300 ms at 1,000 agents. Stops at the first failure (the rest is retried at the next run).
+   */
   async function persist(list: Entry[]): Promise<void> {
-    if (list.length === 0) return;
-    const now = clock();
-    const contacts: AgentContact[] = list.map((e) => ({
-      hostname: e.hostname,
-      atMs: e.lastContactMs,
-      ...(e.collectorStatusDirty && e.collectorStatus ? { collectorStatus: e.collectorStatus } : {}),
-    }));
-    try {
-      await store.touchAgents(contacts);
-    } catch (err) {
-      logger.warn({ err, agents: list.length }, "cannot store agents' last contact; retrying");
-      return;
+    for (let i = 0; i < list.length; i += PERSIST_BATCH) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const group = list.slice(i, i + PERSIST_BATCH);
+      const now = clock();
+      const contacts: AgentContact[] = group.map((e) => ({
+        hostname: e.hostname,
+        atMs: e.lastContactMs,
+        ...(e.collectorStatusDirty && e.collectorStatus ? { collectorStatus: e.collectorStatus } : {}),
+      }));
+      try {
+        await store.touchAgents(contacts);
+      } catch (err) {
+        logger.warn({ err, agents: list.length - i }, "cannot store agents' last contact; retrying");
+        return;
+      }
+      group.forEach((e, k) => {
+        e.persistedContactMs = Math.max(e.persistedContactMs, contacts[k]!.atMs);
+        e.persistedAtMs = now;
+        if (contacts[k]!.collectorStatus === e.collectorStatus) e.collectorStatusDirty = false;
+      });
     }
-    list.forEach((e, i) => {
-      e.persistedContactMs = Math.max(e.persistedContactMs, contacts[i]!.atMs);
-      e.persistedAtMs = now;
-      if (contacts[i]!.collectorStatus === e.collectorStatus) e.collectorStatusDirty = false;
-    });
   }
 
   /** Loads the registered agents, their report intervals and latest stored status (start, then every syncEveryMs). */
