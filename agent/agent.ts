@@ -24,6 +24,7 @@ import { openCredential, type Credential } from "./transport/credentials.js";
 import { enrollWithRetry, type EnrollOptions } from "./transport/enrollment.js";
 import { createSender, type Sender } from "./transport/sender.js";
 import { openSpool, type Spool } from "./transport/spool.js";
+import { monotonicMs } from "./clock.js";
 
 /** What the agent is built from besides its config; everything but the logger defaults to the real thing. */
 export interface AgentDeps {
@@ -205,7 +206,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   const statusesToSend = (): CollectorStatus[] => {
     if (!scheduler) return [];
     const version = scheduler.statusVersion();
-    const t = performance.now();
+    const t = monotonicMs();
     if (version === statusSentVersion && t - statusSentAtMs < statusRefreshMs) return [];
     statusSentVersion = version;
     statusSentAtMs = t;

@@ -1,8 +1,8 @@
-// The bundled agent (dist/agent/spectra-agent.mjs, the package's `spectra-agent` bin, built by `npm run build`) as a
+// The bundled agent (dist/agent/spectra-agent.cjs, the package's `spectra-agent` bin, built by `npm run build`) as a
 // real process against a real AgentService on 127.0.0.1: it starts, registers, streams batches through connect
 // with the bundle's own Headers class (agent/transport/light-headers.ts), answers --help and stops cleanly.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -10,7 +10,7 @@ import { CollectorHealth } from "../gen/spectra/v1/metrics_pb.js";
 import { startRecordingAgentService } from "./testing/agent-service.js";
 
 const root = join(import.meta.dirname, "..");
-const BUNDLE = join(root, "dist", "agent", "spectra-agent.mjs");
+const BUNDLE = join(root, "dist", "agent", "spectra-agent.cjs");
 
 
 async function until(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
@@ -28,7 +28,7 @@ beforeEach(() => {
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-describe("the bundled agent (dist/agent/spectra-agent.mjs)", () => {
+describe("the bundled agent (dist/agent/spectra-agent.cjs)", () => {
   it("is the package's spectra-agent bin and is plain ASCII", () => {
     const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { bin: Record<string, string> };
     expect(join(root, pkg.bin["spectra-agent"]!)).toBe(BUNDLE);
@@ -40,6 +40,31 @@ describe("the bundled agent (dist/agent/spectra-agent.mjs)", () => {
     const r = spawnSync(process.execPath, [BUNDLE, "--help"], { encoding: "utf8", timeout: 20_000 });
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("Usage: spectra-agent");
+  });
+
+  it("loads the code outside the core set from its second file (spectra-agent-lazy.cjs) when it is needed", () => {
+    const lazy = join(root, "dist", "agent", "spectra-agent-lazy.cjs");
+    expect(readFileSync(lazy).every((b) => b < 0x80)).toBe(true);
+    const once = (file: string): { status: number | null; types: string[]; stderr: string } => {
+      const r = spawnSync(process.execPath, [file, "--once", "--collectors", "cpu,processes,temperature", "--data-dir", join(dir, "once")], {
+        encoding: "utf8",
+        timeout: 30_000,
+      });
+      return { status: r.status, types: (JSON.parse(r.stdout || "[]") as { type: string }[]).map((e) => e.type), stderr: r.stderr };
+    };
+    const both = once(BUNDLE);
+    expect(both.status).toBe(0);
+    expect(both.types).toEqual(expect.arrayContaining(["cpu", "process_list"]));
+    expect(both.stderr).not.toContain("could not be loaded");
+    // The main file alone runs the core set; processes and temperature (not in it) need the second file.
+    const alone = join(dir, "alone", "spectra-agent.cjs");
+    mkdirSync(join(dir, "alone"));
+    copyFileSync(BUNDLE, alone);
+    const mainOnly = once(alone);
+    expect(mainOnly.types).toContain("cpu");
+    expect(mainOnly.types).not.toContain("process_list");
+    expect(mainOnly.stderr).toContain('"collector":"processes"');
+    expect(mainOnly.stderr).toContain("could not be loaded");
   });
 
   it("registers, streams batches with statuses and stops cleanly on SIGTERM", async () => {

@@ -2,6 +2,9 @@ import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+// The agent's clock (process.uptime()) is not one vitest's fake timers control; `performance.now()` is.
+vi.mock("./clock.js", () => ({ monotonicMs: () => performance.now() }));
 import { CollectorHealth, CpuMetricsSchema, DiskIoMetricsSchema, type MetricEnvelope } from "../gen/spectra/v1/metrics_pb.js";
 import { NO_DATA, type Collector, type Payload } from "./collectors/types.js";
 import { createScheduler, envelopeType, runCollector, type ScheduledCollector } from "./scheduler.js";

@@ -9,6 +9,7 @@ import {
   type MetricEnvelope,
 } from "../gen/spectra/v1/metrics_pb.js";
 import { NO_DATA, type Collector, type Payload } from "./collectors/types.js";
+import { monotonicMs } from "./clock.js";
 
 /** A collector instance with its schedule. */
 export interface ScheduledCollector {
@@ -49,7 +50,7 @@ export interface SchedulerOptions {
    * the flush shares the collectors' wake-up instead of having its own.
    */
   beforeTick?: () => void;
-  /** Monotonic clock (ms) the schedule runs on; default `performance.now`. */
+  /** Monotonic clock (ms) the schedule runs on; default `monotonicMs` (agent/clock.ts). */
   monotonicNow?: () => number;
 }
 
@@ -105,8 +106,8 @@ export function runCollector(
   outerSignal?: AbortSignal,
 ): { outcome: Promise<RunOutcome>; settled: Promise<void>; abort: () => void } {
   const controller = new AbortController();
-  const started = performance.now();
-  const elapsedUs = (): number => Math.round((performance.now() - started) * 1000);
+  const started = monotonicMs();
+  const elapsedUs = (): number => Math.round((monotonicMs() - started) * 1000);
   const onOuterAbort = (): void => controller.abort(outerSignal?.reason);
   outerSignal?.addEventListener("abort", onOuterAbort, { once: true });
 
@@ -207,7 +208,7 @@ const DUE_SLACK_MS = 1;
 export function createScheduler(opts: SchedulerOptions): Scheduler {
   const random = opts.random ?? Math.random;
   const now = opts.now ?? Date.now;
-  const mono = opts.monotonicNow ?? (() => performance.now());
+  const mono = opts.monotonicNow ?? (() => monotonicMs());
   const maxJitterMs = opts.maxJitterMs ?? 2_000;
   const stopGraceMs = opts.stopGraceMs ?? 2_000;
   let stopped = false;

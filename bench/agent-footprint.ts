@@ -6,7 +6,7 @@
  *   npm run bench:footprint -- [--seconds 120] [--warmup 10] [--stall-seconds 60] [--all-collectors] [--agent path]
  *                              [--plain]
  *
- * The agent is the package's `spectra-agent` bin (the bundle dist/agent/spectra-agent.mjs), started as the bin
+ * The agent is the package's `spectra-agent` bin (the bundle dist/agent/spectra-agent.cjs), started as the bin
  * starts it: with the environment and node flags of its `#!/usr/bin/env -S …` line (agent/v8-flags.ts
  * AGENT_LAUNCH), by this node. `--plain` starts it as `node <file>` without them (the way it ran before that line
  * existed), to compare; `--agent` runs another build instead, e.g. `--agent dist/agent/main.js` (the unbundled tsc

@@ -10,7 +10,7 @@ const listen = process.env.SPECTRA_LISTEN ?? "127.0.0.1:8080";
 const port = listen.slice(listen.lastIndexOf(":") + 1);
 const server = "dist/server/main.js";
 // The agent as installed (the package bin): the bundle built by scripts/build-agent.mjs.
-const agent = "dist/agent/spectra-agent.mjs";
+const agent = "dist/agent/spectra-agent.cjs";
 if (!existsSync(server)) {
   console.error("dist/ is missing: run `npm run build` first (npm start does it for you).");
   process.exit(1);

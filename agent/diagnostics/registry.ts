@@ -14,6 +14,7 @@ import type { Platform } from "../collectors/types.js";
 import type { HostAccess } from "../host/host-access.js";
 import { formatDelay } from "../transport/backoff.js";
 import { ALLOW_ALL, policyRefusal, type DiagnosticPolicy } from "./policy.js";
+import { monotonicMs } from "../clock.js";
 
 /** A diagnostic's key: the case of the `Command.params` oneof (also the case of `CommandOutcome.result`). */
 export type DiagnosticName = NonNullable<Command["params"]["case"]>;
@@ -80,7 +81,7 @@ export interface RunCommandOptions {
   policy?: DiagnosticPolicy;
   /** Aborts the command (shutdown). */
   signal?: AbortSignal;
-  /** Milliseconds clock for the outcome's duration; default performance.now. */
+  /** Milliseconds clock for the outcome's duration; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -92,7 +93,7 @@ export async function runCommand(command: Command, opts: RunCommandOptions): Pro
   const registry = opts.registry ?? diagnosticRegistry;
   const params = command.params.case !== undefined ? command.params : CASE_BY_TYPE[command.type]?.();
   const type = command.type !== CommandType.UNSPECIFIED ? command.type : params?.case ? TYPE_BY_CASE[params.case] : CommandType.UNSPECIFIED;
-  const now = opts.now ?? (() => performance.now());
+  const now = opts.now ?? (() => monotonicMs());
   const started = now();
   const durationMs = () => Math.max(0, Math.round(now() - started));
   const fail = (error: string): CommandOutcome =>

@@ -1,4 +1,5 @@
-import { spawn, type ChildProcessByStdio } from "node:child_process";
+import type { ChildProcessByStdio } from "node:child_process";
+import { createRequire } from "node:module";
 import type { Readable } from "node:stream";
 import type { Platform } from "../collectors/types.js";
 import type { CommandRunner, ExecOptions, ExecResult } from "./host-access.js";
@@ -48,6 +49,15 @@ function defaultEnv(platform: Platform): Record<string, string> {
   return env;
 }
 
+/**
+ * node:child_process, loaded at the first command rather than when the agent starts: the core collectors run no
+ * command on Linux, and loading it costs ~0.3 MiB of RSS (docs/benchmarks.md, "Agent footprint", 2026-11-28).
+ */
+let spawn: typeof import("node:child_process").spawn | undefined;
+function loadSpawn(): typeof import("node:child_process").spawn {
+  return (spawn ??= (createRequire(import.meta.url)("node:child_process") as typeof import("node:child_process")).spawn);
+}
+
 function abortError(signal: AbortSignal): Error {
   const err = new Error("command aborted", { cause: signal.reason });
   err.name = "AbortError";
@@ -70,7 +80,7 @@ function runCommand(
     const usesGroup = platform === "linux";
     let child: ChildProcessByStdio<null, Readable, Readable>;
     try {
-      child = spawn(file, [...args], {
+      child = loadSpawn()(file, [...args], {
         shell: false,
         stdio: ["ignore", "pipe", "pipe"],
         env: opts.env ? { ...opts.env } : defaultEnv(platform),

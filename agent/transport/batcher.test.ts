@@ -1,5 +1,8 @@
 import { create } from "@bufbuild/protobuf";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+
+// The agent's clock (process.uptime()) is not one vitest's fake timers control; `performance.now()` is.
+vi.mock("../clock.js", () => ({ monotonicMs: () => performance.now() }));
 import { MetricEnvelopeSchema } from "../../gen/spectra/v1/metrics_pb.js";
 import { createBatcher, type PendingBatch } from "./batcher.js";
 

@@ -1,4 +1,5 @@
 import type { MetricEnvelope } from "../../gen/spectra/v1/metrics_pb.js";
+import { monotonicMs } from "../clock.js";
 
 /** One flushed group of envelopes with the number contributed by each collector (for drop accounting). */
 export interface PendingBatch {
@@ -14,7 +15,7 @@ export interface BatcherOptions {
   flushIntervalMs?: number;
   /** Receives each batch synchronously (the agent writes it to the spool). Must not throw. */
   onFlush: (batch: PendingBatch) => void;
-  /** Monotonic clock (ms) for {@link Batcher.flushDue}; default `performance.now`. */
+  /** Monotonic clock (ms) for {@link Batcher.flushDue}; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -44,7 +45,7 @@ export function createBatcher(opts: BatcherOptions): Batcher {
   // The timer runs only while something is pending, so an idle agent has no wake-ups here.
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
-  const now = opts.now ?? (() => performance.now());
+  const now = opts.now ?? (() => monotonicMs());
   let firstAtMs = 0;
 
   function flush(): void {

@@ -23,6 +23,7 @@ import type { ContainersOptions } from "./options.js";
 import type { ContainerRow } from "./payload.js";
 import { mapWithLimit } from "./pool.js";
 import { describeError, errorDetails, type ContainerSource, type SourceOutcome } from "./source.js";
+import { monotonicMs as clockMs } from "../../clock.js";
 
 /** The Docker Engine's default endpoint on Windows (named pipe). */
 export const WINDOWS_DOCKER_PIPE = "//./pipe/docker_engine";
@@ -83,7 +84,7 @@ interface CachedInspect {
 export interface DockerSourceDeps {
   /** Wall clock in ms (uptime from `StartedAt`); default `Date.now`. */
   nowMs?: () => number;
-  /** Monotonic clock in ms (budgets, cache ages); default `performance.now`. */
+  /** Monotonic clock in ms (budgets, cache ages); default `clockMs`, agent/clock.ts. */
   monotonicMs?: () => number;
   /** `DOCKER_HOST`; default `process.env.DOCKER_HOST`. */
   dockerHost?: string | undefined;
@@ -123,7 +124,7 @@ export function createDockerSource(
   deps: DockerSourceDeps = {},
 ): ContainerSource {
   const nowMs = deps.nowMs ?? (() => Date.now());
-  const monotonicMs = deps.monotonicMs ?? (() => performance.now());
+  const monotonicMs = deps.monotonicMs ?? clockMs;
   const endpoint = dockerEndpoint(
     platform,
     options.dockerSocket,

@@ -17,6 +17,7 @@ import {
   type PveResource,
 } from "./proxmox-parse.js";
 import { describeError, type ContainerSource, type SourceOutcome } from "./source.js";
+import { monotonicMs as clockMs } from "../../clock.js";
 
 /** The guest list of a big cluster is a few hundred KB; this is generous and still bounded. */
 const MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
@@ -27,7 +28,7 @@ const FALLBACK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
 export interface ProxmoxSourceDeps {
   /** Proxmox's cluster file system mount; default "/etc/pve". */
   pveDir?: string;
-  /** Monotonic clock in ms (network rates); default `performance.now`. */
+  /** Monotonic clock in ms (network rates); default `clockMs`, agent/clock.ts. */
   monotonicMs?: () => number;
   /** Default `os.hostname`. */
   hostname?: () => string;
@@ -72,7 +73,7 @@ export function createProxmoxSource(
   deps: ProxmoxSourceDeps = {},
 ): ContainerSource {
   const pveDir = deps.pveDir ?? "/etc/pve";
-  const monotonicMs = deps.monotonicMs ?? (() => performance.now());
+  const monotonicMs = deps.monotonicMs ?? clockMs;
   const hostname = deps.hostname ?? (() => os.hostname());
   const timeoutMs = options.pveshTimeoutMs;
   const tracker = new RateTracker();

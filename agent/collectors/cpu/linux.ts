@@ -3,10 +3,11 @@ import { ProcFile } from "../../host/proc-file.js";
 import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext } from "../types.js";
 import { cpuResultFromRates, parseLoadavg, parseProcStatCpu } from "./parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /** Test seams for the Linux CPU collector. */
 export interface LinuxCpuDeps {
-  /** Monotonic clock in ms; default `performance.now`. */
+  /** Monotonic clock in ms; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -18,7 +19,7 @@ export function createLinuxCpuCollector(ctx: CollectorContext, deps: LinuxCpuDep
   const stat = new ProcFile(`${ctx.host.paths.procRoot}/stat`, 8192);
   const loadavg = new ProcFile(`${ctx.host.paths.procRoot}/loadavg`, 256);
   const tracker = new RateTracker();
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   return {
     async collect() {
       const vectors = parseProcStatCpu(stat.read());

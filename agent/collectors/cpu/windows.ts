@@ -5,6 +5,7 @@ import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext } from "../types.js";
 import { cpuResultFromRates } from "./parse.js";
 import { cpuVectorsFromOsCpus, type OsCpuTimes } from "./windows-parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /** Test seams for the Windows CPU collector. */
 export interface WindowsCpuDeps {
@@ -20,7 +21,7 @@ export interface WindowsCpuDeps {
  */
 export function createWindowsCpuCollector(_ctx: CollectorContext, deps: WindowsCpuDeps = {}): Collector {
   const cpus = deps.cpus ?? (() => os.cpus());
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const tracker = new RateTracker();
   return {
     async collect() {

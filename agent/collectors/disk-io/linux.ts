@@ -4,13 +4,14 @@ import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext, Payload } from "../types.js";
 import { DS_READS, DS_WRITES, diskIoFromRates, isVirtualDiskName, isWholeDisk, parseDiskstats } from "./parse.js";
 import { diskIoPayload } from "./payload.js";
+import { monotonicMs } from "../../clock.js";
 
 /** Re-list /sys/block at least this often (every 12 runs = 1 min at 5 s), and whenever an unknown name shows up. */
 const SYS_BLOCK_REFRESH_RUNS = 12;
 
 /** Test seams for the Linux disk I/O collector. */
 export interface LinuxDiskIoDeps {
-  /** Monotonic clock in ms; default `performance.now`. */
+  /** Monotonic clock in ms; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -23,7 +24,7 @@ export interface LinuxDiskIoDeps {
 export function createLinuxDiskIoCollector(ctx: CollectorContext, deps: LinuxDiskIoDeps = {}): Collector {
   const diskstats = new ProcFile(`${ctx.host.paths.procRoot}/diskstats`, 8192);
   const sysBlockDir = `${ctx.host.paths.sysRoot}/block`;
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const tracker = new RateTracker();
   /** Whole disks per /sys/block; undefined when sysfs is not readable (then a name pattern decides). */
   let sysBlock: Set<string> | undefined;

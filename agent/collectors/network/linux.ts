@@ -4,6 +4,7 @@ import { RateTracker } from "../rate.js";
 import type { Collector, CollectorContext, Payload } from "../types.js";
 import { excludeOption, parseLinkSpeed, parseMtu, parseNetDev, selectInterfaces } from "./parse.js";
 import { networkPayload, type InterfaceInfo } from "./payload.js";
+import { monotonicMs } from "../../clock.js";
 
 /** MAC, MTU and speed are re-read every this many runs (1 min at 5 s), and for interfaces not seen before. */
 const INFO_REFRESH_RUNS = 12;
@@ -13,7 +14,7 @@ export const DEFAULT_EXCLUDED_INTERFACES: readonly string[] = ["lo"];
 
 /** Test seams for the Linux network collector. */
 export interface LinuxNetworkDeps {
-  /** Monotonic clock in ms; default `performance.now`. */
+  /** Monotonic clock in ms; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -27,7 +28,7 @@ export interface LinuxNetworkDeps {
 export function createLinuxNetworkCollector(ctx: CollectorContext, deps: LinuxNetworkDeps = {}): Collector {
   const netDev = new ProcFile(`${ctx.host.paths.procRoot}/net/dev`, 8192);
   const classNet = `${ctx.host.paths.sysRoot}/class/net`;
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const exclude = excludeOption(ctx.options, DEFAULT_EXCLUDED_INTERFACES);
   const tracker = new RateTracker();
   let info = new Map<string, InterfaceInfo>();

@@ -4,6 +4,7 @@ import type { Collector, CollectorContext, Payload } from "../types.js";
 import { excludeOption, selectInterfaces } from "./parse.js";
 import { networkPayload, type InterfaceInfo } from "./payload.js";
 import { parseNetAdapterStatistics, parseNetAdapters } from "./windows-parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /** All adapters' counters in one call (docs/data-sources.md 3.5), every run. */
 export const ADAPTER_STATISTICS_SCRIPT =
@@ -33,7 +34,7 @@ export interface WindowsNetworkDeps {
 export function createWindowsNetworkCollector(ctx: CollectorContext, deps: WindowsNetworkDeps = {}): Collector {
   const lease = deps.ps ? undefined : sharedPowerShell(ctx.host, { logger: ctx.logger });
   const ps = deps.ps ?? lease!;
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const exclude = excludeOption(ctx.options, []);
   const tracker = new RateTracker();
   let info = new Map<string, InterfaceInfo>();

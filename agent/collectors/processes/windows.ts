@@ -6,6 +6,7 @@ import { bump } from "./parse.js";
 import { processListPayload, type ProcessRow } from "./payload.js";
 import { selectTop } from "./select.js";
 import { parseWindowsProcesses, summarizeWindowsThreads, type WindowsThreadSummary } from "./windows-parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /**
  * One snapshot of every process. Thread states come from `[Diagnostics.Process]::GetProcesses()`, which reads all
@@ -53,7 +54,7 @@ export interface WindowsProcessesDeps {
   cpuCount?: () => number;
   /** Physical memory in bytes; default `os.totalmem()`. */
   totalMemBytes?: () => number;
-  /** Monotonic ms, used when the answer has no timestamp; default `performance.now`. */
+  /** Monotonic ms, used when the answer has no timestamp; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
   /** Wall clock ms (to tell processes created since the previous run); default `Date.now`. */
   nowMs?: () => number;
@@ -78,7 +79,7 @@ export function createWindowsProcessesCollector(ctx: CollectorContext, deps: Win
   const ps = deps.ps ?? lease!;
   const cpuCount = deps.cpuCount ?? (() => os.cpus().length);
   const totalMem = deps.totalMemBytes ?? (() => os.totalmem());
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const nowMs = deps.nowMs ?? (() => Date.now());
   let prev = new Map<number, PrevSample>();
   let prevAt: number | undefined;

@@ -19,6 +19,7 @@ import {
   parseThrottled,
   parseVolts,
 } from "./parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /** Default cadences of the slower parts (the collector itself runs every 10 s for the throttle state). */
 export const DEFAULT_CLOCK_INTERVAL_MS = 15_000;
@@ -39,7 +40,7 @@ const GPU_CLOCK = "v3d";
 
 /** Test seams for the Raspberry Pi collector. */
 export interface RaspberryPiDeps {
-  /** Monotonic clock in ms for the sub-cadences; default `performance.now`. */
+  /** Monotonic clock in ms for the sub-cadences; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -83,7 +84,7 @@ function durationOption(options: Readonly<Record<string, unknown>>, key: string,
  */
 export function createRaspberryPiCollector(ctx: CollectorContext, deps: RaspberryPiDeps = {}): Collector {
   const { procRoot, sysRoot } = ctx.host.paths;
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   const clocks = new Cadence(durationOption(ctx.options, "clockInterval", DEFAULT_CLOCK_INTERVAL_MS));
   const slow = new Cadence(durationOption(ctx.options, "voltageInterval", DEFAULT_VOLTAGE_INTERVAL_MS));
   const throttledPath = `${sysRoot}/devices/platform/soc/soc:firmware/get_throttled`;

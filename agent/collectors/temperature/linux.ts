@@ -4,6 +4,7 @@ import path from "node:path";
 import { TemperatureMetricsSchema } from "../../../gen/spectra/v1/metrics_pb.js";
 import { NO_DATA, type Collector, type CollectorContext, type Payload } from "../types.js";
 import { byTrailingNumber, parseMilliCelsius, plausibleThreshold, sensorIds, type SensorSpec } from "./parse.js";
+import { monotonicMs } from "../../clock.js";
 
 /** Re-read names, labels and thresholds this often even when no sensor directory appeared or vanished. */
 const REDISCOVER_MS = 5 * 60_000;
@@ -12,7 +13,7 @@ const REDISCOVER_MS = 5 * 60_000;
 export interface LinuxTemperatureDeps {
   /** Reads one sysfs attribute; default `fs.promises.readFile(path, "latin1")`. */
   readFile?: (path: string, signal: AbortSignal) => Promise<string>;
-  /** Monotonic clock in ms; default `performance.now`. */
+  /** Monotonic clock in ms; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -63,7 +64,7 @@ export function createLinuxTemperatureCollector(ctx: CollectorContext, deps: Lin
   const thermalClass = `${ctx.host.paths.sysRoot}/class/thermal`;
   const readFile =
     deps.readFile ?? ((p: string, signal: AbortSignal) => fs.promises.readFile(p, { encoding: "latin1", signal }));
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
 
   let sensors: Sensor[] = [];
   let listingKey: string | undefined;

@@ -3,6 +3,7 @@ import type { Collector, CollectorContext, Payload } from "../types.js";
 import { NO_DATA } from "../types.js";
 import { linuxReading, parseIwLink, parseProcNetWireless, type IwLink, type ProcWirelessEntry } from "./parse.js";
 import { wifiPayload } from "./payload.js";
+import { monotonicMs } from "../../clock.js";
 
 /** `iw` is a netlink round trip; anything slower than this is a stuck driver, not a slow answer. */
 const IW_TIMEOUT_MS = 3_000;
@@ -20,7 +21,7 @@ const SAFE_IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.@-]{0,14}$/;
 
 /** Test seams for the Linux Wi-Fi collector. */
 export interface LinuxWifiDeps {
-  /** Monotonic clock in ms for the iw retry back-off; default `performance.now`. */
+  /** Monotonic clock in ms for the iw retry back-off; default `monotonicMs` (agent/clock.ts). */
   now?: () => number;
 }
 
@@ -38,7 +39,7 @@ type IwAnswer = { kind: "link"; link: IwLink } | { kind: "unavailable" } | { kin
 export function createLinuxWifiCollector(ctx: CollectorContext, deps: LinuxWifiDeps = {}): Collector {
   const procPath = `${ctx.host.paths.procRoot}/net/wireless`;
   const classNet = `${ctx.host.paths.sysRoot}/class/net`;
-  const now = deps.now ?? (() => performance.now());
+  const now = deps.now ?? (() => monotonicMs());
   let iwPath: string | undefined;
   let iwUnusableUntil = -Infinity;
   let iwProblemLogged = false;

@@ -1,6 +1,7 @@
 import { readdir, readFile, readlink } from "node:fs/promises";
 import { create } from "@bufbuild/protobuf";
 import { NetstatEntrySchema, type NetstatEntry } from "../../../gen/spectra/v1/diagnostics_pb.js";
+import { monotonicMs } from "../../clock.js";
 
 /**
  * Sockets on Linux from procfs, nothing spawned. Samples (captured on Debian 12): testdata/proc/net/{tcp,tcp6,udp,udp6};
@@ -168,12 +169,12 @@ export async function mapSocketOwners(
     }
     throw err;
   }
-  const started = performance.now();
+  const started = monotonicMs();
   const pids = names.filter((n) => /^\d+$/.test(n));
   for (const pid of pids) {
     if (owners.size >= wanted.size) break;
     signal?.throwIfAborted();
-    if (scan.processesScanned >= limits.maxProcesses || scan.fdsRead >= limits.maxFds || performance.now() - started > limits.budgetMs) {
+    if (scan.processesScanned >= limits.maxProcesses || scan.fdsRead >= limits.maxFds || monotonicMs() - started > limits.budgetMs) {
       scan.incomplete = true;
       break;
     }
