@@ -275,7 +275,9 @@ export type StoreChannel = "command_queued" | "command_updated" | "agent_access_
 
 /**
  * The one storage interface. Every backend passes the same contract suite (store-contract.ts).
- * A promise that resolves means the write is committed (durable).
+ * A promise that resolves means the write is committed (durable), except for the advisory timestamps of
+ * touchAgent, touchAgents and touchAdminToken (last contact, last use): committed, and on disk with the next durable
+ * write, but not waited for (an fsync wait on every admin call and presence run was the command latency's tail).
  */
 export interface Store {
   /**

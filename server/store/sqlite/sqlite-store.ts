@@ -495,12 +495,13 @@ class SqliteStore implements Store {
     } else {
       this.stmt.touchAgent.run(atMs, hostname);
     }
-    return this.durable(undefined);
+    // Last-contact times are advisory (the next write's fsync covers them): not worth an fsync wait of their own.
   }
 
   async touchAgents(contacts: AgentContact[]): Promise<void> {
     if (contacts.length === 0) return;
-    await this.durableTx(() => {
+    // Advisory, like touchAgent: committed, not waited for on disk.
+    this.db.transaction(() => {
       for (const c of contacts) {
         if (c.collectorStatus && c.collectorStatus.length > 0) {
           this.stmt.touchAgentStatus.run(c.atMs, statusToJson(c.collectorStatus), c.hostname);
@@ -508,7 +509,7 @@ class SqliteStore implements Store {
           this.stmt.touchAgent.run(c.atMs, c.hostname);
         }
       }
-    });
+    })();
   }
 
   async recordAgentStatuses(changes: readonly AgentStatusChange[]): Promise<boolean[]> {
@@ -715,7 +716,7 @@ class SqliteStore implements Store {
     this
       .prepared("UPDATE admin_tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)")
       .run(atMs, id, atMs);
-    return this.durable(undefined);
+    // Advisory (a token's last use): not worth an fsync wait on every admin call.
   }
 
   async createEnrollmentToken(rec: EnrollmentTokenRecord): Promise<void> {

@@ -10,8 +10,8 @@ export type FsyncFn = (fd: number, callback: (err: NodeJS.ErrnoException | null)
  * disk; this class then fsyncs the WAL file from libuv's thread pool and resolves `barrier()` only when every commit
  * made before the call is on disk. Callers (the store's write methods) resolve their own promises after the barrier,
  * so a write reported done has the durability of `synchronous = FULL`, without the event loop blocking in the fsync
- * (measured on this VM: 5.7-6.0 ms per batch commit with FULL and a checkpoint on the writer's thread, 0.8-1.0 ms
- * with this and the checkpointer; docs/benchmarks.md "SQLite commits off the event loop").
+ * (with the checkpointer: SQLite's commit went from 19 % to 4 % of the server's main thread under `bench:ingest`, and
+ * the ingest rate up 1.18-1.36x; docs/benchmarks.md, "SQLite commits off the event loop").
  *
  * Sound because SQLite keeps writing the same WAL file (it is reset and reused in place, never replaced while the
  * connection is open), `fsync` flushes every dirty page of the file whoever wrote it, and SQLite itself syncs the
