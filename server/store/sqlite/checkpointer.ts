@@ -2,8 +2,8 @@ import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
 
 /**
- * The worker's code. It opens its own connection to the database and runs a PASSIVE checkpoint every `intervalMs`:
- * WAL pages are copied into the database file (and both synced) on this thread, not on the event loop of the
+ * The worker's code. It opens its own connection to the database and runs a PASSIVE checkpoint every `intervalMs`
+ * (the store's default: 10 s): WAL pages are copied into the database file (and both synced) on this thread, not on the event loop of the
  * connection that writes (which runs with `wal_autocheckpoint = 0`). PASSIVE never blocks the writer; the writer
  * starts the WAL over from its beginning once a checkpoint has copied all of it. A string, not a file, so that the
  * same code runs from `dist/` and under the test runner (which cannot start a worker from a `.ts` file).
@@ -13,33 +13,23 @@ const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const db = new Database(workerData.path, { fileMustExist: true });
 db.pragma("busy_timeout = 1000");
-const checkpoint = (manual) => {
+const checkpoint = () => {
   try {
-    const r = db.pragma("wal_checkpoint(PASSIVE)")[0];
-    parentPort.postMessage({ log: r.log, checkpointed: r.checkpointed, manual });
+    db.pragma("wal_checkpoint(PASSIVE)");
   } catch (err) {
     parentPort.postMessage({ error: String(err && err.message || err) });
   }
 };
-const timer = setInterval(() => checkpoint(false), workerData.intervalMs);
+const timer = setInterval(checkpoint, workerData.intervalMs);
 parentPort.on("message", (m) => {
-  if (m === "checkpoint") checkpoint(true);
   if (m === "stop") { clearInterval(timer); db.close(); parentPort.close(); }
 });
 `;
-
-export interface CheckpointReport {
-  /** Frames in the WAL and frames copied into the database by the last checkpoint (-1 when not in WAL mode). */
-  log: number;
-  checkpointed: number;
-}
 
 /** A worker thread that checkpoints one SQLite database's WAL (see WORKER_SOURCE). */
 export class Checkpointer {
   private readonly worker: Worker;
   private stopping = false;
-  /** Callers of checkpointNow, in order (the worker answers in order). */
-  private readonly waiting: Array<(r: CheckpointReport) => void> = [];
 
   /**
    * `onFailure` runs once if the worker stops or errs unexpectedly (the caller then checkpoints on its own
@@ -55,20 +45,9 @@ export class Checkpointer {
       failed = true;
       onFailure(err);
     };
-    this.worker.on("message", (m: (CheckpointReport & { manual: boolean }) | { error: string }) => {
-      if ("error" in m) return fail(new Error(`SQLite checkpoint failed: ${m.error}`));
-      if (m.manual) this.waiting.shift()?.({ log: m.log, checkpointed: m.checkpointed });
-    });
+    this.worker.on("message", (m: { error: string }) => fail(new Error(`SQLite checkpoint failed: ${m.error}`)));
     this.worker.on("error", fail);
     this.worker.on("exit", (code) => fail(new Error(`SQLite checkpointer exited (code ${code})`)));
-  }
-
-  /** Runs a checkpoint now; resolves with its report (for tests and size measurements). */
-  checkpointNow(): Promise<CheckpointReport> {
-    return new Promise((resolve) => {
-      this.waiting.push(resolve);
-      this.worker.postMessage("checkpoint");
-    });
   }
 
   /** Stops the worker and closes its connection. */
