@@ -2,7 +2,9 @@ import type * as http2 from "node:http2";
 import https from "node:https";
 import { durationFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
-import { compressionGzip, createConnectTransport, createNodeHttpClient, Http2SessionManager } from "@connectrpc/connect-node";
+import { createConnectTransport, createNodeHttpClient, Http2SessionManager } from "@connectrpc/connect-node";
+import type { Compression } from "@connectrpc/connect/protocol";
+import { gzip } from "../../common/gzip.js";
 import type { Logger } from "../../common/logger.js";
 import { AgentService, type HostInfo, type StreamMetricsResponse } from "../../gen/spectra/v1/agent_service_pb.js";
 import { createBackoff, formatDelay, sleep, type Backoff } from "./backoff.js";
@@ -145,12 +147,12 @@ export function createAgentConnection(opts: AgentConnectionOptions): AgentConnec
   const common = {
     baseUrl: opts.baseUrl,
     useBinaryFormat: true,
-    sendCompression: compressionGzip,
+    sendCompression: gzip,
     // Only messages of 1 KiB or more are gzipped (connect's default, stated here because it matters): a batch of
     // one 5 s tick is ~0.8 KB and would cost a zlib stream setup (~300 KB of buffers) to save a few hundred bytes;
     // spool replays after an outage and large collectors' batches are compressed.
     compressMinBytes: 1024,
-    acceptCompression: [compressionGzip],
+    acceptCompression: [gzip],
     readMaxBytes: MAX_MESSAGE_BYTES,
     writeMaxBytes: MAX_MESSAGE_BYTES,
     interceptors: opts.credential ? [authInterceptor(opts.credential)] : [],
@@ -234,9 +236,9 @@ export function isAuthFailure(failure: Pick<Failure, "code">): boolean {
 function createH1Transport(common: {
   baseUrl: string;
   useBinaryFormat: boolean;
-  sendCompression: typeof compressionGzip;
+  sendCompression: Compression;
   compressMinBytes: number;
-  acceptCompression: (typeof compressionGzip)[];
+  acceptCompression: Compression[];
   readMaxBytes: number;
   writeMaxBytes: number;
   interceptors: Interceptor[];

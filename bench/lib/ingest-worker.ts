@@ -10,7 +10,8 @@
  * VictoriaMetrics: the same agents and samples, each batch one POST to the import API over K keep-alive HTTP/1.1
  * connections (VictoriaMetrics does not speak h2c); a 204 acknowledges the batch.
  */
-import { Http2SessionManager, createConnectTransport, compressionGzip } from "@connectrpc/connect-node";
+import { Http2SessionManager, createConnectTransport } from "@connectrpc/connect-node";
+import { gzip } from "../../common/gzip.js";
 import { createClient } from "@connectrpc/connect";
 import { Agent as HttpAgent, request } from "node:http";
 import { setMaxListeners } from "node:events";
@@ -171,7 +172,7 @@ async function runSpectra(run: RunRequest, agents: PoolAgent[], keys: string[]):
         sessionManager,
         readMaxBytes: 16 * 1024 * 1024,
         writeMaxBytes: 16 * 1024 * 1024,
-        ...(run.gzip ? { sendCompression: compressionGzip, compressMinBytes: 1024, acceptCompression: [compressionGzip] } : {}),
+        ...(run.gzip ? { sendCompression: gzip, compressMinBytes: 1024, acceptCompression: [gzip] } : {}),
       }),
     ),
   );
