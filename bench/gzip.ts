@@ -8,10 +8,12 @@
  *
  * For each message size, implementation and concurrency (1 message at a time, as one agent sends; 50 in flight, as
  * a server receiving from many agents): `messages` compressions and then as many decompressions, CPU of the whole
- * process (all threads, the thread pool's included) from `process.cpuUsage()`, per message; the median of `rounds`
+ * process (all threads, the thread pool's included) from `process.cpuUsage()` and of the main thread alone (what
+ * holds up the event loop; `/proc/thread-self/schedstat`, Linux), per message; the median of `rounds`
  * passes after a warm-up pass. Prints a markdown table with the ratio of the two implementations in the same run.
  */
 import { cpus, release } from "node:os";
+import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import { compressionGzip } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
@@ -48,18 +50,26 @@ function cpuUs(): number {
   return u.user + u.system;
 }
 
-/** CPU µs per message for compress and decompress, `inFlight` messages at a time. */
-async function pass(c: Compression, msgs: Uint8Array[], zipped: Uint8Array[], inFlight: number): Promise<[number, number]> {
+/** CPU time of this (the main) thread in µs, from the scheduler's nanosecond account (Linux). */
+function mainUs(): number {
+  return Number(readFileSync("/proc/thread-self/schedstat", "utf8").split(" ")[0]) / 1000;
+}
+
+/** CPU µs per message (all threads, main thread) for compress and decompress, `inFlight` messages at a time. */
+async function pass(c: Compression, msgs: Uint8Array[], zipped: Uint8Array[], inFlight: number): Promise<number[]> {
   let t = cpuUs();
+  let m = mainUs();
   for (let i = 0; i < MESSAGES; i += inFlight) {
     await Promise.all(Array.from({ length: Math.min(inFlight, MESSAGES - i) }, (_, k) => c.compress(msgs[(i + k) % msgs.length]!)));
   }
   const comp = (cpuUs() - t) / MESSAGES;
+  const compMain = (mainUs() - m) / MESSAGES;
   t = cpuUs();
+  m = mainUs();
   for (let i = 0; i < MESSAGES; i += inFlight) {
     await Promise.all(Array.from({ length: Math.min(inFlight, MESSAGES - i) }, (_, k) => c.decompress(zipped[(i + k) % zipped.length]!, 1 << 24)));
   }
-  return [comp, (cpuUs() - t) / MESSAGES];
+  return [comp, compMain, (cpuUs() - t) / MESSAGES, (mainUs() - m) / MESSAGES];
 }
 
 function median(xs: number[]): number {
@@ -78,28 +88,25 @@ async function main(): Promise<void> {
   ];
   console.log(`machine: ${cpus().length} × ${cpus()[0]?.model.trim()}, Linux ${release()}, Node ${process.version}`);
   console.log(`${MESSAGES} messages per pass, median of ${ROUNDS} passes after a warm-up; CPU of all threads per message\n`);
-  console.log("| messages | mean size (B) | in flight | implementation | gzip µs | gunzip µs | gzip × | gunzip × |");
-  console.log("|---|---:|---:|---|---:|---:|---:|---:|");
+  console.log("| messages | mean size (B) | in flight | implementation | gzip µs (main thread) | gunzip µs (main thread) | gzip × | gunzip × | main thread: gzip × | gunzip × |");
+  console.log("|---|---:|---:|---|---:|---:|---:|---:|---:|---:|");
   for (const [label, msgs] of sets) {
     const zipped = msgs.map((m) => new Uint8Array(gzipSync(m)));
     const mean = Math.round(msgs.reduce((s, m) => s + m.byteLength, 0) / msgs.length);
     for (const inFlight of [1, 50]) {
-      const rows: Array<[string, number, number]> = [];
+      const rows: Array<[string, number[]]> = [];
       for (const [name, c] of impls) {
         await pass(c, msgs, zipped, inFlight);
-        const comp: number[] = [];
-        const dec: number[] = [];
-        for (let r = 0; r < ROUNDS; r++) {
-          const [a, b] = await pass(c, msgs, zipped, inFlight);
-          comp.push(a);
-          dec.push(b);
-        }
-        rows.push([name, median(comp), median(dec)]);
+        const runs: number[][] = [[], [], [], []];
+        for (let r = 0; r < ROUNDS; r++) (await pass(c, msgs, zipped, inFlight)).forEach((v, i) => runs[i]!.push(v));
+        rows.push([name, runs.map(median)]);
       }
-      const [base] = rows;
-      for (const [name, comp, dec] of rows) {
+      const base = rows[0]![1];
+      for (const [name, [comp, compMain, dec, decMain]] of rows) {
+        const ratio = (i: number, v: number) => (v / base[i]!).toFixed(2);
         console.log(
-          `| ${label} | ${mean} | ${inFlight} | ${name} | ${comp.toFixed(1)} | ${dec.toFixed(1)} | ${(comp / base![1]).toFixed(2)} | ${(dec / base![2]).toFixed(2)} |`,
+          `| ${label} | ${mean} | ${inFlight} | ${name} | ${comp!.toFixed(1)} (${compMain!.toFixed(1)}) | ${dec!.toFixed(1)} (${decMain!.toFixed(1)}) | ` +
+            `${ratio(0, comp!)} | ${ratio(2, dec!)} | ${ratio(1, compMain!)} | ${ratio(3, decMain!)} |`,
         );
       }
     }
