@@ -1,4 +1,5 @@
-import { gunzipSync, gzipSync } from "node:zlib";
+import { promisify } from "node:util";
+import { gunzip as gunzipAsync, gunzipSync, gzipSync } from "node:zlib";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { compressionGzip } from "@connectrpc/connect-node";
 import type { Compression } from "@connectrpc/connect/protocol";
@@ -23,6 +24,24 @@ export const SYNC_COMPRESS_BYTES = 64 * 1024;
 export const SYNC_GUNZIP_BYTES = 16 * 1024;
 export const SYNC_INFLATED_BYTES = 1024 * 1024;
 
+const gunzipInPool = promisify(gunzipAsync);
+
+/**
+ * Inflates gzip `bytes` into at most `maxOutputLength` bytes, in place when small (see above), else on libuv's thread
+ * pool. Rejects with zlib's own errors (`ERR_BUFFER_TOO_LARGE` past the cap, `Z_DATA_ERROR` and the like for
+ * corrupt data); the Connect compression below and the legacy REST API's body reader map them to their errors.
+ */
+export function gunzipBounded(bytes: Uint8Array, maxOutputLength: number): Promise<Uint8Array> {
+  if (bytes.byteLength > SYNC_GUNZIP_BYTES) return gunzipInPool(bytes, { maxOutputLength });
+  const limit = Math.min(maxOutputLength, SYNC_INFLATED_BYTES);
+  try {
+    return Promise.resolve(own(gunzipSync(bytes, { maxOutputLength: limit })));
+  } catch (err) {
+    if ((err as { code?: unknown }).code === "ERR_BUFFER_TOO_LARGE" && maxOutputLength > limit) return gunzipInPool(bytes, { maxOutputLength });
+    return Promise.reject(err);
+  }
+}
+
 export const gzip: Compression = {
   name: compressionGzip.name,
   compress(bytes) {
@@ -35,20 +54,18 @@ export const gzip: Compression = {
   },
   decompress(bytes, readMaxBytes) {
     if (bytes.byteLength === 0) return Promise.resolve(new Uint8Array(0));
-    if (bytes.byteLength > SYNC_GUNZIP_BYTES) return compressionGzip.decompress(bytes, readMaxBytes);
-    const limit = Math.min(readMaxBytes, SYNC_INFLATED_BYTES);
-    try {
-      return Promise.resolve(own(gunzipSync(bytes, { maxOutputLength: limit })));
-    } catch (err) {
-      const code = (err as { code?: unknown }).code;
-      if (code === "ERR_BUFFER_TOO_LARGE" && readMaxBytes > limit) return compressionGzip.decompress(bytes, readMaxBytes);
-      return Promise.reject(inflateError(err, code, readMaxBytes));
-    }
+    return gunzipBounded(bytes, readMaxBytes).then(asArrayBuffer, (err: unknown) => Promise.reject(inflateError(err, readMaxBytes)));
   },
 };
 
+/** The same bytes typed as over an ArrayBuffer (zlib's Buffers are; Connect's interface says so). */
+function asArrayBuffer(b: Uint8Array): Uint8Array<ArrayBuffer> {
+  return b.buffer instanceof ArrayBuffer ? (b as Uint8Array<ArrayBuffer>) : new Uint8Array(b);
+}
+
 /** The ConnectError connect-node gives for the same zlib failure. */
-function inflateError(err: unknown, code: unknown, readMaxBytes: number): ConnectError {
+function inflateError(err: unknown, readMaxBytes: number): ConnectError {
+  const code = (err as { code?: unknown }).code;
   if (code === "ERR_BUFFER_TOO_LARGE") {
     return new ConnectError(
       `message is larger than configured readMaxBytes ${readMaxBytes} after decompression`,

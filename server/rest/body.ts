@@ -2,11 +2,8 @@
  * Reading legacy request bodies with hard caps: gunzip only when `Content-Encoding` is exactly `gzip` (as the
  * original's `r.Header.Get("Content-Encoding") == "gzip"`), then JSON.
  */
-import { promisify } from "node:util";
-import zlib from "node:zlib";
+import { gunzipBounded } from "../../common/gzip.js";
 import type { LegacyRequest } from "./respond.js";
-
-const gunzip = promisify(zlib.gunzip);
 
 /** A request the legacy routes answer with a plain-text error (Go's `http.Error`). */
 export class HttpError extends Error {
@@ -91,13 +88,15 @@ function tooLarge(max: number): HttpError {
  * Gunzips a body with its inflated size capped. Decision: a body that inflates beyond the cap (a gzip bomb) is
  * answered `413` like any oversized body — it is valid gzip, just too big, and the status tells the client so —
  * while corrupt gzip is `400 bad gzip body: <detail>`. zlib's `maxOutputLength` aborts inflation as soon as the cap
- * is passed, so a bomb costs at most `maxInflatedBytes` of memory and the matching CPU, off the event loop.
+ * is passed, so a bomb costs at most `maxInflatedBytes` of memory and the matching CPU. Small bodies (an agent's
+ * tick) are inflated in place, larger ones off the event loop (common/gzip.ts: `gunzipBounded`).
  */
 export async function gunzipCapped(body: Buffer, maxInflatedBytes: number): Promise<Buffer> {
   // Go's gzip.NewReader fails on an empty body (EOF); zlib would return an empty buffer.
   if (body.length === 0) throw new HttpError(400, "bad gzip body: EOF");
   try {
-    return await gunzip(body, { maxOutputLength: maxInflatedBytes });
+    const out = await gunzipBounded(body, maxInflatedBytes);
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === "ERR_BUFFER_TOO_LARGE" || e instanceof RangeError) {

@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import zlib from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SYNC_GUNZIP_BYTES } from "../../common/gzip.js";
 import { silentLogger } from "../../common/logger.js";
 import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
 import { CommandState, CommandType, ListMountsParamsSchema } from "../../gen/spectra/v1/diagnostics_pb.js";
@@ -367,6 +368,16 @@ describe.each<Proto>(["h1", "h2"])("legacy REST over %s", (proto) => {
       const hostname = newHost(proto);
       const bomb = zlib.gzipSync(Buffer.alloc(50 * 1024 * 1024), { level: 9 });
       expect(bomb.length).toBeLessThan(MAX_BODY);
+      await storesNothing(hostname, async () => {
+        const r = await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: GZIP, body: bomb });
+        expectPlainError(r, 413, `request body too large: more than ${MAX_INFLATED} bytes after gunzip`);
+      });
+    });
+
+    it("refuses a small gzip bomb, inflated in place, with 413 too (5 MB of zeros in ~5 KB)", async () => {
+      const hostname = newHost(proto);
+      const bomb = zlib.gzipSync(Buffer.alloc(5 * 1024 * 1024), { level: 9 });
+      expect(bomb.length).toBeLessThanOrEqual(SYNC_GUNZIP_BYTES);
       await storesNothing(hostname, async () => {
         const r = await req("POST", `/api/v1/metrics?hostname=${hostname}`, { headers: GZIP, body: bomb });
         expectPlainError(r, 413, `request body too large: more than ${MAX_INFLATED} bytes after gunzip`);
