@@ -8,10 +8,10 @@ import type { Compression } from "@connectrpc/connect/protocol";
  * gzip for Connect (agent and server), done synchronously for the small messages that make up nearly all traffic.
  *
  * connect-node's `compressionGzip` runs every message through zlib's asynchronous API: a zlib stream set up per
- * message, its work handed to libuv's thread pool and back. For one agent's batch (2.5 KB) that cost ~600–940 µs
- * of CPU per gzip and ~50–170 µs per gunzip on this project's 2-core VM, against ~80 and ~40 µs for the same work
- * done synchronously (docs/benchmarks.md, "Fleet scale", fourth session): the hand-off to another thread, not the
- * compression, was the cost. A 5,000-agent fleet simulator spent a third of its time there.
+ * message, its work handed to libuv's thread pool and back. For an agent's 2.1 KB batch that cost 137–813 µs of
+ * CPU per gzip (one at a time / 50 in flight) and 52–81 µs per gunzip on this project's 2-core VM, against 64–66 and
+ * 23 µs done synchronously (`npm run bench:gzip`; docs/benchmarks.md, "Fleet scale", fourth session): the hand-off
+ * to another thread, not the compression, was the cost. A 5,000-agent fleet simulator spent a third of its time there.
  *
  * Synchronous work blocks the event loop, so it is bounded: messages of up to {@link SYNC_COMPRESS_BYTES} are
  * compressed in place (about a millisecond at most), larger ones asynchronously as before; a message up to

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { countLoopTurns } from "../testing/loop-turns.js";
 import { silentLogger } from "../../common/logger.js";
 import { HostInfoSchema } from "../../gen/spectra/v1/agent_service_pb.js";
 import { CollectorHealth, CollectorStatusSchema } from "../../gen/spectra/v1/metrics_pb.js";
@@ -143,17 +144,11 @@ describe("presence", () => {
     store.touches.length = 0;
     clock.now += 6_000;
     for (const h of hosts) presence.contact(h);
-    let turns = 0;
-    let counting = true;
-    const count = () => {
-      turns++;
-      if (counting) setImmediate(count);
-    };
-    count();
+    const loop = countLoopTurns();
     await presence.tick();
-    counting = false;
+    loop.stop();
     expect(store.touches.map((t) => t.length)).toEqual([100, 100, 50]);
-    expect(turns).toBeGreaterThanOrEqual(3); // other work ran between the writes
+    expect(loop.turns()).toBeGreaterThanOrEqual(3); // other work ran between the writes
     for (const h of [hosts[0]!, hosts[249]!]) expect((await store.getAgent(h))!.lastSeenMs).toBe(clock.now);
     await presence.stop();
     await store.close();

@@ -3,9 +3,10 @@ import type { Compression } from "@connectrpc/connect/protocol";
 
 /**
  * The project's gzip (common/gzip.ts: small messages in place, larger ones through zlib's thread pool), with each
- * inflated message in a Uint8Array of its own size. Node's zlib inflates into 16 KiB output chunks and hands back a Buffer view into the first one when the message fits (an agent's batch
- * inflates to ~2 KiB), so whatever kept a piece of a message (the envelope bytes the store and the head keep as a
- * host's latest envelope; a batch waiting for its commit) kept 16 KiB with it. A plain Uint8Array also makes
+ * inflated message in a Uint8Array of its own size. Node's zlib inflates into 16 KiB output chunks and hands back a
+ * Buffer view into the first one when the message fits (an agent's batch inflates to ~2 KiB), so whatever kept a
+ * piece of a message (the envelope bytes the store and the head keep as a host's latest envelope; a batch waiting
+ * for its commit) kept 16 KiB with it. A plain Uint8Array also makes
  * `.slice()` of a piece a copy (on a Buffer it is a view). The copy costs a memcpy of the message, next to the
  * inflate itself.
  */

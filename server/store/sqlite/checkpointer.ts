@@ -3,8 +3,8 @@ import { Worker } from "node:worker_threads";
 
 /**
  * The worker's code. It opens its own connection to the database and runs a PASSIVE checkpoint every `intervalMs`
- * (the store's default: 10 s): WAL pages are copied into the database file (and both synced) on this thread, not on the event loop of the
- * connection that writes (which runs with `wal_autocheckpoint = 0`). PASSIVE never blocks the writer; the writer
+ * (the store's default: 10 s): WAL pages are copied into the database file (and both synced) on this thread, not
+ * on the event loop of the connection that writes (which runs with `wal_autocheckpoint = 0`). PASSIVE never blocks the writer; the writer
  * starts the WAL over from its beginning once a checkpoint has copied all of it. A string, not a file, so that the
  * same code runs from `dist/` and under the test runner (which cannot start a worker from a `.ts` file).
  */

@@ -4,6 +4,7 @@ import { fsync as realFsync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { countLoopTurns } from "../../testing/loop-turns.js";
 import { describeStoreContract } from "../store-contract.js";
 import { openSqliteStore } from "./sqlite-store.js";
 import Database from "better-sqlite3";
@@ -48,17 +49,11 @@ describe("sqlite store specifics", () => {
 
   it("with groupCommitMs, commits batches that arrive within that time of the previous commit together", async () => {
     // Which event-loop turn each write resolved in: one group commit resolves its writes in one turn.
-    let turn = 0;
-    let ticking = true;
-    const tick = () => {
-      turn++;
-      if (ticking) setImmediate(tick);
-    };
-    tick();
+    const loop = countLoopTurns();
     const write = (store: ReturnType<typeof openSqliteStore>, seq: number) =>
       store
         .writeBatch({ hostname: "h", sessionId: "s", sequence: BigInt(seq), envelopes: [], collectorStatus: [], receivedAtMs: 1 })
-        .then(() => turn);
+        .then(() => loop.turns());
     const run = async (groupCommitMs: number) => {
       const store = openSqliteStore(join(dir, `group-${groupCommitMs}.db`), { groupCommitMs });
       const first = await write(store, 1); // nothing committed before: at once
@@ -74,7 +69,7 @@ describe("sqlite store specifics", () => {
     expect(b1).toBeGreaterThan(a1!);
     const [, b0, c0] = await run(0);
     expect(c0).toBeGreaterThan(b0!); // without a window: a commit per turn with writes
-    ticking = false;
+    loop.stop();
   });
 
   describe("durability off the event loop", () => {
