@@ -1,7 +1,7 @@
 import type { Logger } from "../../common/logger.js";
 import type { StoreSetting } from "../config.js";
 import { openPostgresStore } from "./postgres/postgres-store.js";
-import { openSqliteStore } from "./sqlite/sqlite-store.js";
+import { openThreadedSqliteStore } from "./sqlite/threaded-store.js";
 import type { Store } from "./store.js";
 
 /**
@@ -14,5 +14,5 @@ export const SQLITE_GROUP_COMMIT_MS = 10;
 export async function openStore(setting: StoreSetting, opts: { instanceId: string; logger: Logger }): Promise<Store> {
   return setting.kind === "postgres"
     ? openPostgresStore(setting.url, { instanceId: opts.instanceId, logger: opts.logger })
-    : openSqliteStore(setting.path, { groupCommitMs: SQLITE_GROUP_COMMIT_MS });
+    : openThreadedSqliteStore(setting.path, { groupCommitMs: SQLITE_GROUP_COMMIT_MS });
 }

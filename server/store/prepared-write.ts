@@ -15,9 +15,9 @@ export interface PreparedWrite {
   receivedAtMs: number;
   /** The WAL row's payload (see encodeBatch). */
   wal: Uint8Array;
-  /** Each envelope's binary encoding (views into `wal` or into the request). */
-  envelopeBytes: Uint8Array[];
-  /** The snapshot envelopes (see Store.listEnvelopes), as parallel columns. */
+  /** How many envelopes the batch holds. */
+  envelopeCount: number;
+  /** The snapshot envelopes (see Store.listEnvelopes), as parallel columns; `bytes` are views into `wal`. */
   snapshots: { type: string[]; key: string[]; tsMs: number[]; bytes: Uint8Array[] };
 }
 
@@ -38,7 +38,7 @@ export function prepareWrite(b: BatchWrite): PreparedWrite {
     sequence: b.sequence,
     receivedAtMs: b.receivedAtMs,
     wal: encoded.wal,
-    envelopeBytes: encoded.envelopes,
+    envelopeCount: encoded.envelopes.length,
     snapshots,
   };
 }

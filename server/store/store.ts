@@ -28,8 +28,6 @@ export interface BatchWriteResult {
   stored: number;
   /** Id of the write-ahead-log row that holds the batch until its samples are in chunks (0 when duplicate). */
   walId: number;
-  /** Each stored envelope's binary encoding (views into a larger buffer: copy what is kept). */
-  envelopeBytes?: Uint8Array[];
 }
 
 /** One row of the ingest write-ahead log: a committed batch whose samples may not be in chunks yet. */

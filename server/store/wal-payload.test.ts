@@ -21,6 +21,11 @@ describe("encodeBatch", () => {
     const back = fromBinary(MetricBatchSchema, enc.wal);
     expect(back.hostname).toBe("höst-ü");
     expect(back.envelopes).toEqual(envs);
+    // each envelope's bytes are a view into the payload, and decode to that envelope
+    enc.envelopes.forEach((e, i) => {
+      expect(e.buffer).toBe(enc.wal.buffer);
+      expect(fromBinary(MetricEnvelopeSchema, e)).toEqual(envs[i]);
+    });
   });
 
   it("encodes an empty batch", () => {
@@ -40,7 +45,10 @@ describe("envelopeSlices and encodeBatch with the bytes as they arrived", () => 
       const raw = slices.map((s, k) => (k % 2 === 0 ? s : undefined));
       const enc = encodeBatch("h", batch.envelopes, raw);
       expect(fromBinary(MetricBatchSchema, enc.wal).envelopes).toEqual(batch.envelopes);
-      slices.forEach((s, k) => k % 2 === 0 && expect(enc.envelopes[k]).toBe(s));
+      slices.forEach((s, k) => {
+        expect(enc.envelopes[k]!.buffer).toBe(enc.wal.buffer);
+        if (k % 2 === 0) expect(enc.envelopes[k]).toEqual(s);
+      });
     }
   });
 

@@ -3,6 +3,10 @@ import { fastEncodeRepeated, fastToBinary } from "../../common/proto/fast-encode
 
 /** Envelopes of one batch encoded once: each envelope's bytes (for snapshots and latest) and the WAL payload. */
 export interface EncodedBatch {
+  /**
+   * Each envelope's bytes, as views into `wal` (so the batch is one buffer: a store that hands it to another thread
+   * copies that buffer once, not the request it came from).
+   */
   envelopes: Uint8Array[];
   /** A binary MetricBatch with `hostname` and `envelopes`, built from the envelope bytes without re-encoding. */
   wal: Uint8Array;
@@ -41,17 +45,24 @@ export function encodeBatch(
   p = writeVarint(out, p, host.length);
   out.set(host, p);
   p += host.length;
+  const views: Uint8Array[] = [];
   if (body) {
     out.set(body, p);
+    // fastEncodeRepeated's elements are views into `body`
+    for (const e of elements) {
+      const start = p + e.byteOffset - body.byteOffset;
+      views.push(out.subarray(start, start + e.length));
+    }
   } else {
     for (const e of elements) {
       out[p++] = ENVELOPE_TAG;
       p = writeVarint(out, p, e.length);
       out.set(e, p);
+      views.push(out.subarray(p, p + e.length));
       p += e.length;
     }
   }
-  return { envelopes: elements, wal: out };
+  return { envelopes: views, wal: out };
 }
 
 /**

@@ -445,7 +445,7 @@ class PostgresStore implements Store {
         snap.received.push(b.receivedAtMs);
         snap.payload.push(buf(s.bytes[i]!));
       }
-      const count = b.envelopeBytes.length;
+      const count = b.envelopeCount;
       if (count > 0) counts.set(b.hostname, (counts.get(b.hostname) ?? 0) + count);
     });
 
@@ -473,7 +473,7 @@ class PostgresStore implements Store {
 
     return group.map((b, i) =>
       isNew[i]
-        ? { duplicate: false, stored: b.envelopeBytes.length, walId: walIdOf.get(b)!, envelopeBytes: b.envelopeBytes }
+        ? { duplicate: false, stored: b.envelopeCount, walId: walIdOf.get(b)! }
         : { duplicate: true, stored: 0, walId: 0 },
     );
   }

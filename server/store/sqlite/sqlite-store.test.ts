@@ -7,6 +7,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { countLoopTurns } from "../../testing/loop-turns.js";
 import { describeStoreContract } from "../store-contract.js";
 import { openSqliteStore } from "./sqlite-store.js";
+import { openThreadedSqliteStore, STORE_THREAD } from "./threaded-store.js";
+import type { Worker } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { sqliteMigrations } from "./migrations.js";
 import { HostInfoSchema } from "../../../gen/spectra/v1/agent_service_pb.js";
@@ -27,6 +29,67 @@ describeStoreContract("sqlite (file)", {
   async reopen() {
     return openSqliteStore(current);
   },
+});
+
+describeStoreContract("sqlite (file, on its own thread)", {
+  async open() {
+    current = join(dir, `store-${++n}.db`);
+    return openThreadedSqliteStore(current);
+  },
+  async reopen() {
+    return openThreadedSqliteStore(current);
+  },
+});
+
+describe("sqlite store on its own thread", () => {
+  const batch = (seq: number) => ({
+    hostname: "h1",
+    sessionId: "s",
+    sequence: BigInt(seq),
+    receivedAtMs: 1_700_000_000_000,
+    collectorStatus: [],
+    envelopes: [
+      create(MetricEnvelopeSchema, {
+        type: "cpu",
+        hostname: "h1",
+        timestamp: timestampFromMs(1_700_000_000_000),
+        payload: { case: "cpu", value: { usage: seq } },
+      }),
+    ],
+  });
+
+  it("fails the open with the store's own error (a newer schema)", async () => {
+    const path = join(dir, "thread-newer.db");
+    const db = new Database(path);
+    db.pragma(`user_version = ${sqliteMigrations.length + 1}`);
+    db.close();
+    await expect(openThreadedSqliteStore(path)).rejects.toThrow(/newer than this server/);
+  });
+
+  it("writes on the thread what a store on this thread reads back, in call order", async () => {
+    const path = join(dir, "thread-order.db");
+    const store = await openThreadedSqliteStore(path);
+    // not awaited one by one: WAL ids follow the call order, as the Store contract says
+    const results = await Promise.all([1, 2, 3, 2].map((seq) => store.writeBatch(batch(seq))));
+    expect(results.map((r) => r.duplicate)).toEqual([false, false, false, true]);
+    expect(results[1]!.walId).toBeGreaterThan(results[0]!.walId);
+    expect(results[2]!.walId).toBeGreaterThan(results[1]!.walId);
+    await store.close();
+    const same = openSqliteStore(path);
+    expect((await same.readWal(0, 10)).map((r) => r.id)).toEqual(results.slice(0, 3).map((r) => r.walId));
+    await same.close();
+  });
+
+  it("fails every later call once its thread is gone, and says so", async () => {
+    const store = await openThreadedSqliteStore(join(dir, "thread-gone.db"));
+    await store.writeBatch(batch(1));
+    const worker = (store as unknown as Record<symbol, Worker>)[STORE_THREAD]!;
+    await worker.terminate();
+    await expect(store.writeBatch(batch(2))).rejects.toThrow(/SQLite store thread exited/);
+    await expect(store.countEnvelopes()).rejects.toThrow(/SQLite store thread exited/);
+    await store.close(); // does not hang
+    await expect(store.countEnvelopes()).rejects.toThrow(/store is closed/);
+  });
 });
 
 describe("sqlite store specifics", () => {

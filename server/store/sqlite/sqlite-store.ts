@@ -124,7 +124,7 @@ const WAL_SIZE_LIMIT = 64 * 1024 * 1024;
  * barriers share one fsync, so many agents cost one each. With `groupCommitMs`, a commit also waits until that long
  * after the previous one: live agents send their batches one at a time.
  */
-export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): Store {
+export function openSqliteStore(path: string, opts: SqliteStoreOptions = {}): SqliteStore {
   if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
   const db = new Database(path);
   db.pragma("page_size = 8192");
@@ -158,7 +158,7 @@ function migrate(db: Database.Database): void {
   }
 }
 
-class SqliteStore implements Store {
+export class SqliteStore implements Store {
   private pending: Pending[] = [];
   private flushScheduled = false;
   private lastCommitMs = Number.NEGATIVE_INFINITY;
@@ -288,8 +288,14 @@ class SqliteStore implements Store {
 
   writeBatch(batch: BatchWrite): Promise<BatchWriteResult> {
     if (this.closed) return Promise.reject(new Error("store is closed"));
+    return this.writePrepared(prepareWrite(batch));
+  }
+
+  /** writeBatch for a batch already encoded (by the store thread's caller: see sqlite-thread.ts). */
+  writePrepared(batch: PreparedWrite): Promise<BatchWriteResult> {
+    if (this.closed) return Promise.reject(new Error("store is closed"));
     return new Promise((resolve, reject) => {
-      this.pending.push({ batch: prepareWrite(batch), resolve, reject });
+      this.pending.push({ batch, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         const wait = this.lastCommitMs + this.groupCommitMs - performance.now();
@@ -328,10 +334,10 @@ class SqliteStore implements Store {
     for (let i = 0; i < snap.type.length; i++) {
       this.stmt.insertEnvelope.run(b.hostname, snap.type[i], snap.key[i], snap.tsMs[i], b.receivedAtMs, snap.bytes[i]);
     }
-    const n = b.envelopeBytes.length;
+    const n = b.envelopeCount;
     if (n > 0) this.stmt.countHost.run(b.hostname, n);
     // The agent's last contact and collector status are the presence tracker's (touchAgents), not a write per batch.
-    return { duplicate: false, stored: n, walId, envelopeBytes: b.envelopeBytes };
+    return { duplicate: false, stored: n, walId };
   }
 
   async listEnvelopes(q: {
