@@ -60,6 +60,14 @@ function hasPeerCertificate(socket: { getPeerCertificate(detailed?: boolean): ob
 /** The client connection preface every HTTP/2 connection starts with (RFC 9113 §3.4). */
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 const EMPTY = Buffer.alloc(0);
+/**
+ * Flow-control window of each HTTP/2 connection for what clients send (RFC 9113 §6.9), raised from the protocol's
+ * 64 KiB to Go's net/http2 server default of 1 MiB. A stream still gets 64 KiB: this matters to clients that carry
+ * many streams on one connection (a relay, the ingest bench's 1,000 agents over 16 connections). With 64 KiB, the
+ * batches waiting on streams whose previous batch is being committed filled the window, and the connection stalled
+ * while the server had CPU to spare (docs/benchmarks.md, "Storage", fifth session).
+ */
+const H2_CONNECTION_WINDOW = 1024 * 1024;
 
 /** The HTTP/1.1 bits of Node's http2 secure server with `allowHTTP1`, missing from @types/node. */
 type Http1Part = Pick<http.Server, "closeIdleConnections">;
@@ -113,6 +121,11 @@ export async function listen(opts: ListenOptions): Promise<SpectraListener> {
   const trackSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
     session.on("error", (err) => log.debug({ err }, "h2 session error"));
+    try {
+      session.setLocalWindowSize(H2_CONNECTION_WINDOW);
+    } catch (err) {
+      log.debug({ err }, "h2 connection window not raised"); // a session already closing
+    }
     session.once("close", () => sessions.delete(session));
     if (closing) session.close(); // a TLS handshake that finished after close() began
   };
