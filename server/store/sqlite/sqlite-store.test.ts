@@ -21,25 +21,21 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 let current = "";
 
-describeStoreContract("sqlite (file)", {
-  async open() {
-    current = join(dir, `store-${++n}.db`);
-    return openSqliteStore(current);
-  },
-  async reopen() {
-    return openSqliteStore(current);
-  },
-});
-
-describeStoreContract("sqlite (file, on its own thread)", {
-  async open() {
-    current = join(dir, `store-${++n}.db`);
-    return openThreadedSqliteStore(current);
-  },
-  async reopen() {
-    return openThreadedSqliteStore(current);
-  },
-});
+// The store on the calling thread, and on its own (the server's: threaded-store.ts).
+for (const [name, openAt] of [
+  ["sqlite (file)", openSqliteStore],
+  ["sqlite (file, on its own thread)", openThreadedSqliteStore],
+] as const) {
+  describeStoreContract(name, {
+    async open() {
+      current = join(dir, `store-${++n}.db`);
+      return openAt(current);
+    },
+    async reopen() {
+      return openAt(current);
+    },
+  });
+}
 
 describe("sqlite store on its own thread", () => {
   const batch = (seq: number) => ({
