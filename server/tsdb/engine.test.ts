@@ -375,6 +375,85 @@ describe("TsdbEngine flush in slices", () => {
     await h.store.close();
   });
 
+  it("does not count its waits for the store (series ids) as slice time", async () => {
+    const h = new Harness();
+    const perCall: number[] = [];
+    const real = h.store;
+    h.store = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === "ensureSeries") {
+          // 30 ms away from the event loop (the store's thread, a slow disk): not the slice's own time
+          return async (series: Parameters<Store["ensureSeries"]>[0]) => {
+            await new Promise((r) => setTimeout(r, 30));
+            return target.ensureSeries(series);
+          };
+        }
+        if (prop === "commitFlush") {
+          return (w: Parameters<Store["commitFlush"]>[0]) => {
+            perCall.push(w.flushed.length);
+            return target.commitFlush(w);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    await h.open({ flushSliceBudgetMs: 10 });
+    for (let i = 0; i < 40; i++) await h.ingest([cpu(T0, 1)], `host-${i}`); // 200 new series
+    await h.engine.flush();
+    expect(perCall[0]).toBe(64);
+    expect(perCall[1]).toBeGreaterThanOrEqual(64); // counted, the 30 ms wait would have shrunk it to 21
+    expect(perCall.reduce((a, b) => a + b, 0)).toBe(200);
+    await h.store.close();
+  });
+
+  it("reads the stored chunks and day rows for its rollups many series at a time", async () => {
+    const h = new Harness();
+    const reads = { chunks: 0, chunkSeries: 0, rollups: 0 };
+    const real = h.store;
+    h.store = new Proxy(real, {
+      get(target, prop, receiver) {
+        if (prop === "readChunks") {
+          return (ids: number[], from: number, to: number) => {
+            reads.chunks++;
+            reads.chunkSeries += ids.length;
+            return target.readChunks(ids, from, to);
+          };
+        }
+        if (prop === "readRollups") {
+          return (...a: Parameters<Store["readRollups"]>) => {
+            reads.rollups++;
+            return target.readRollups(...a);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    await h.open({ rollupGraceMs: 60_000 });
+    const raw: { t: number[]; v: number[] } = { t: [], v: [] };
+    // 40 hosts x 5 series through one hour, stored in chunks by a flush inside the hour
+    for (let t = T0; t < T0 + 3_600_000; t += 60_000) {
+      for (let i = 0; i < 40; i++) await h.ingest([cpu(t, (t / 60_000 + i) % 97)], `host-${i}`);
+      raw.t.push(t);
+      raw.v.push(t / 60_000 % 97);
+      if (t === T0 + 1_800_000) {
+        h.clock = t;
+        await h.engine.flush();
+      }
+    }
+    h.clock = T0 + 3_600_000 + 61_000;
+    reads.chunks = reads.chunkSeries = reads.rollups = 0;
+    await h.engine.flush(); // rolls up the hour for the 200 series
+    expect(h.engine.rollupHorizon()).toBe(T0 + 3_600_000);
+    expect(reads.chunkSeries).toBe(200);
+    expect(reads.chunks).toBeLessThanOrEqual(10); // one per slice of series, not one per series
+    expect(reads.rollups).toBeLessThanOrEqual(10);
+    const s = h.series("cpu.usage", "host-0");
+    expectBuckets(await h.engine.buckets(s, "1m", T0, T0 + 3_600_000 - 1), aggregate(raw.t, raw.v, 60_000));
+    await h.store.close();
+  });
+
   it("writes slices while ingest goes on; a failed slice loses and doubles nothing, also across a crash", async () => {
     for (const crashAfterFailure of [false, true]) {
       const h = new Harness();

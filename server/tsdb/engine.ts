@@ -66,6 +66,11 @@ const HORIZON_KEY = "rollup_horizon";
  */
 const MIN_SLICE = 16;
 const HOUR = 3_600_000;
+/**
+ * Series-hours whose stored chunks (and day rows) the rollup job reads at once: one store call each instead of one
+ * per series (on SQLite, a round trip to the store's thread). ~500 series × an hour's ~7 chunks of ~300 B: ~1 MB.
+ */
+const ROLLUP_READ_SERIES = 500;
 
 /** Samples appended for one host in one batch, for live subscribers. */
 export interface LiveSample {
@@ -156,8 +161,13 @@ export class TsdbEngine {
   private rollingHour: { start: number; todo: number[] } | undefined;
   /** Series (or hosts) per flush slice, learnt from the slices' durations (see flushSliceBudgetMs). */
   private sliceSize = 64;
-  /** How long the last flush slice held the event loop: from its start until its transaction was handed over. */
+  /**
+   * How long the last flush slice held the event loop: from its start until its transaction was handed over, less
+   * its waits for the store (series ids, reads for rollups: round trips to the store's thread on SQLite).
+   */
   private lastSliceMs = 0;
+  /** Time the flush spent waiting for the store's reads and series ids (see lastSliceMs). */
+  private storeWaitMs = 0;
   /** The running flush (or host removal): one at a time. */
   private flushing: Promise<unknown> | undefined;
   private timers: NodeJS.Timeout[] = [];
@@ -601,6 +611,7 @@ export class TsdbEngine {
   ): Promise<{ series: number; chunks: number; rollups: number }> {
     const h = this.head;
     const started = performance.now();
+    const waitedBefore = this.storeWaitMs;
     await this.assignIds(part);
     const chunks: ChunkRow[] = [];
     /** Per chunk row: the open chunk it is (slot and open-chunk number), to give it the row id; else undefined. */
@@ -660,7 +671,8 @@ export class TsdbEngine {
         latest,
         ...(meta ? { meta } : {}),
       });
-      this.lastSliceMs = performance.now() - started; // SQLite's transaction ran in that call; only its fsync waits
+      // Handed over: the transaction runs on the store's side; what follows is a wait.
+      this.lastSliceMs = performance.now() - started - (this.storeWaitMs - waitedBefore);
       ({ chunkIds } = await committing);
     } catch (err) {
       // Back into the head: the closed chunks and out-of-order samples this slice took, and the dirty marks.
@@ -687,8 +699,8 @@ export class TsdbEngine {
     const h = this.head;
     const missing = list.filter((s) => h.live(s) && h.rowId(s) === undefined);
     if (missing.length === 0) return;
-    const ids = await this.store.ensureSeries(
-      missing.map((s) => ({ hostname: h.hostname[s]!, metric: h.metric[s]!, labels: h.labelsText[s]! })),
+    const ids = await this.waitFor(
+      this.store.ensureSeries(missing.map((s) => ({ hostname: h.hostname[s]!, metric: h.metric[s]!, labels: h.labelsText[s]! }))),
     );
     missing.forEach((s, i) => (h.id[s] = ids[i]!));
   }
@@ -758,10 +770,14 @@ export class TsdbEngine {
     }
     const out: RollupRow[] = [];
     const dayRows = new Map<string, { seriesId: number; day: number; hours: Buckets[] }>();
-    for (const { s, hour } of work) {
+    let stored = new Map<string, ChunkRow[]>();
+    for (let i = 0; i < work.length; i++) {
+      // The stored chunks of the next ROLLUP_READ_SERIES series-hours in one read per hour, not one per series.
+      if (i % ROLLUP_READ_SERIES === 0) stored = await this.readHours(work.slice(i, i + ROLLUP_READ_SERIES));
+      const { s, hour } = work[i]!;
       const id = h.rowId(s);
       if (id === undefined) continue; // removed meanwhile
-      const raw = await this.rawSamples(s, h.gen[s]!, hour, hour + HOUR - 1, pendingBySeries.get(id) ?? []);
+      const raw = await this.rawSamples(s, h.gen[s]!, hour, hour + HOUR - 1, pendingBySeries.get(id) ?? [], stored.get(`${id}:${hour}`) ?? []);
       const minute = aggregate(raw.t, raw.v, TIERS["1m"].bucketMs);
       if (minute.t.length === 0) continue;
       out.push({ tier: "1m", seriesId: id, windowStart: hour, data: encodeRollupChunk(toColumns(minute)) });
@@ -771,9 +787,23 @@ export class TsdbEngine {
       if (!d) dayRows.set(k, (d = { seriesId: id, day, hours: [] }));
       d.hours.push(collapse(minute, HOUR));
     }
+    // The stored day rows, one read per day for up to ROLLUP_READ_SERIES series.
+    const existing = new Map<string, RollupRow>();
+    const byDay = new Map<number, number[]>();
     for (const d of dayRows.values()) {
-      const existing = await this.store.readRollups("1h", [d.seriesId], d.day, d.day);
-      let buckets = existing[0] ? fromColumns(decodeRollupChunk(existing[0].data)) : undefined;
+      let ids = byDay.get(d.day);
+      if (!ids) byDay.set(d.day, (ids = []));
+      ids.push(d.seriesId);
+    }
+    for (const [day, ids] of byDay) {
+      for (let i = 0; i < ids.length; i += ROLLUP_READ_SERIES) {
+        const rows = await this.waitFor(this.store.readRollups("1h", ids.slice(i, i + ROLLUP_READ_SERIES), day, day));
+        for (const r of rows) existing.set(`${r.seriesId}:${r.windowStart}`, r);
+      }
+    }
+    for (const d of dayRows.values()) {
+      const row = existing.get(`${d.seriesId}:${d.day}`);
+      let buckets = row ? fromColumns(decodeRollupChunk(row.data)) : undefined;
       for (const b of d.hours) buckets = buckets ? replaceBuckets(buckets, b) : b;
       out.push({ tier: "1h", seriesId: d.seriesId, windowStart: d.day, data: encodeRollupChunk(toColumns(buckets!)) });
     }
@@ -781,11 +811,55 @@ export class TsdbEngine {
   }
 
   /**
+   * The stored chunks of each (series, hour) of `work`, by `id:hour`: one store read per distinct hour (the series of
+   * a flush's rollup work are mostly in the same hour). Series without a row id yet are left out.
+   */
+  private async readHours(work: ReadonlyArray<{ s: number; hour: number }>): Promise<Map<string, ChunkRow[]>> {
+    const h = this.head;
+    const byHour = new Map<number, number[]>();
+    for (const { s, hour } of work) {
+      const id = h.rowId(s);
+      if (id === undefined) continue;
+      let ids = byHour.get(hour);
+      if (!ids) byHour.set(hour, (ids = []));
+      ids.push(id);
+    }
+    const out = new Map<string, ChunkRow[]>();
+    for (const [hour, ids] of byHour) {
+      for (const c of await this.waitFor(this.store.readChunks(ids, hour, hour + HOUR - 1))) {
+        const k = `${c.seriesId}:${hour}`;
+        let l = out.get(k);
+        if (!l) out.set(k, (l = []));
+        l.push(c);
+      }
+    }
+    return out;
+  }
+
+  /** Awaits a store call of the flush, counting the wait (see lastSliceMs). */
+  private async waitFor<T>(p: Promise<T>): Promise<T> {
+    const w0 = performance.now();
+    try {
+      return await p;
+    } finally {
+      this.storeWaitMs += performance.now() - w0;
+    }
+  }
+
+  /**
    * Raw samples of series `s` (generation `gen`) in [from, to], sorted by time: stored chunks (their newest version:
    * from `pending` when this flush rewrites them, else from memory when the head holds a newer one) plus
-   * memory-only samples. Nothing from memory when the series was removed meanwhile.
+   * memory-only samples. Nothing from memory when the series was removed meanwhile. `prefetched`: its stored chunks
+   * for exactly [from, to], read before this call (rollups read many series at once); else they are read here.
    */
-  private async rawSamples(s: number, gen: number, from: number, to: number, pending: ChunkRow[]): Promise<{ t: number[]; v: number[] }> {
+  private async rawSamples(
+    s: number,
+    gen: number,
+    from: number,
+    to: number,
+    pending: ChunkRow[],
+    prefetched?: ChunkRow[],
+  ): Promise<{ t: number[]; v: number[] }> {
     const h = this.head;
     const t: number[] = [];
     const v: number[] = [];
@@ -807,7 +881,7 @@ export class TsdbEngine {
     if (!h.current(s, gen)) return sortSamples(t, v);
     const id = h.rowId(s);
     if (id !== undefined) {
-      const stored = await this.store.readChunks([id], from, to);
+      const stored = prefetched ?? (await this.store.readChunks([id], from, to));
       if (!h.current(s, gen)) return sortSamples(t, v);
       // the head's chunk ids as they are now (after the read): a chunk stored meanwhile is read from memory
       const memIds = h.memoryChunkIds(s);
