@@ -301,22 +301,27 @@ describe("TsdbEngine", () => {
 });
 
 describe("TsdbEngine flush in slices", () => {
-  /** A store whose commitFlush runs `before(call)` first (to ingest meanwhile, or to fail a slice). */
-  function hooked(h: Harness, before: (call: number) => Promise<void>): void {
+  /** Replaces some of the harness store's methods; the others are the real store's. */
+  function overrideStore(h: Harness, make: (real: Store) => Partial<Store>): void {
     const real = h.store;
-    let calls = 0;
+    const over = make(real);
     h.store = new Proxy(real, {
       get(target, prop, receiver) {
-        if (prop === "commitFlush") {
-          return async (w: Parameters<Store["commitFlush"]>[0]) => {
-            await before(++calls);
-            return target.commitFlush(w);
-          };
-        }
+        if (Object.hasOwn(over, prop)) return over[prop as keyof Store];
         const v = Reflect.get(target, prop, receiver) as unknown;
         return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
       },
     });
+  }
+  /** A store whose commitFlush runs `before(call)` first (to ingest meanwhile, or to fail a slice). */
+  function hooked(h: Harness, before: (call: number) => Promise<void>): void {
+    let calls = 0;
+    overrideStore(h, (real) => ({
+      commitFlush: async (w) => {
+        await before(++calls);
+        return real.commitFlush(w);
+      },
+    }));
   }
   const hosts = ["h1", "h2", "h3", "h4", "h5"];
 
@@ -348,21 +353,14 @@ describe("TsdbEngine flush in slices", () => {
   it("shrinks its slices when they hold the event loop past the budget", async () => {
     const h = new Harness();
     const perCall: number[] = [];
-    const real = h.store;
-    h.store = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop === "commitFlush") {
-          return (w: Parameters<Store["commitFlush"]>[0]) => {
-            perCall.push(w.flushed.length);
-            const until = performance.now() + w.flushed.length; // 1 ms of work per series, on the event loop
-            while (performance.now() < until);
-            return target.commitFlush(w);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    overrideStore(h, (real) => ({
+      commitFlush: (w) => {
+        perCall.push(w.flushed.length);
+        const until = performance.now() + w.flushed.length; // 1 ms of work per series, on the event loop
+        while (performance.now() < until);
+        return real.commitFlush(w);
       },
-    });
+    }));
     await h.open({ flushSliceBudgetMs: 10 });
     const many = Array.from({ length: 40 }, (_, i) => `host-${i}`); // 40 hosts x 5 cpu series
     for (const host of many) await h.ingest([cpu(T0, 1)], host);
@@ -378,26 +376,17 @@ describe("TsdbEngine flush in slices", () => {
   it("does not count its waits for the store (series ids) as slice time", async () => {
     const h = new Harness();
     const perCall: number[] = [];
-    const real = h.store;
-    h.store = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop === "ensureSeries") {
-          // 30 ms away from the event loop (the store's thread, a slow disk): not the slice's own time
-          return async (series: Parameters<Store["ensureSeries"]>[0]) => {
-            await new Promise((r) => setTimeout(r, 30));
-            return target.ensureSeries(series);
-          };
-        }
-        if (prop === "commitFlush") {
-          return (w: Parameters<Store["commitFlush"]>[0]) => {
-            perCall.push(w.flushed.length);
-            return target.commitFlush(w);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    overrideStore(h, (real) => ({
+      // 30 ms away from the event loop (the store's thread, a slow disk): not the slice's own time
+      ensureSeries: async (series) => {
+        await new Promise((r) => setTimeout(r, 30));
+        return real.ensureSeries(series);
       },
-    });
+      commitFlush: (w) => {
+        perCall.push(w.flushed.length);
+        return real.commitFlush(w);
+      },
+    }));
     await h.open({ flushSliceBudgetMs: 10 });
     for (let i = 0; i < 40; i++) await h.ingest([cpu(T0, 1)], `host-${i}`); // 200 new series
     await h.engine.flush();
@@ -410,26 +399,17 @@ describe("TsdbEngine flush in slices", () => {
   it("reads the stored chunks and day rows for its rollups many series at a time", async () => {
     const h = new Harness();
     const reads = { chunks: 0, chunkSeries: 0, rollups: 0 };
-    const real = h.store;
-    h.store = new Proxy(real, {
-      get(target, prop, receiver) {
-        if (prop === "readChunks") {
-          return (ids: number[], from: number, to: number) => {
-            reads.chunks++;
-            reads.chunkSeries += ids.length;
-            return target.readChunks(ids, from, to);
-          };
-        }
-        if (prop === "readRollups") {
-          return (...a: Parameters<Store["readRollups"]>) => {
-            reads.rollups++;
-            return target.readRollups(...a);
-          };
-        }
-        const v = Reflect.get(target, prop, receiver) as unknown;
-        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    overrideStore(h, (real) => ({
+      readChunks: (ids, from, to) => {
+        reads.chunks++;
+        reads.chunkSeries += ids.length;
+        return real.readChunks(ids, from, to);
       },
-    });
+      readRollups: (...a) => {
+        reads.rollups++;
+        return real.readRollups(...a);
+      },
+    }));
     await h.open({ rollupGraceMs: 60_000 });
     const raw: { t: number[]; v: number[] } = { t: [], v: [] };
     // 40 hosts x 5 series through one hour, stored in chunks by a flush inside the hour
